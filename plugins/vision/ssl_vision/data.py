@@ -1,0 +1,159 @@
+"""Vision data sources: the built-in digits set and folders of images.
+
+Samples are dicts ``{"image": uint8 [C, H, W], "label": int}``; augmentation happens later, on
+the training device, in whole batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ssl_core.data import TensorDictDataset
+from ssl_core.errors import DataError
+from ssl_core.interfaces import DataModule
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(len(idx) * test_fraction))
+        test += idx[:k].tolist()
+        train += idx[k:].tolist()
+    return np.sort(train), np.sort(test)
+
+
+def digits(path: str | None = None, image_size: int = 16, test_fraction: float = 0.25, seed: int = 0) -> DataModule:
+    """UCI handwritten digits (Alpaydin & Kaynak, 1998), as shipped inside scikit-learn.
+
+    1,797 real 8x8 grey scans of digits 0-9 written by 43 people, upsampled to ``image_size``
+    with bilinear interpolation. A fixed stratified split keeps 25% for probe testing; SSL
+    training sees only the other 75%, without labels.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - sklearn is a dependency of this plugin
+        raise DataError("The built-in 'digits' set needs scikit-learn: pip install scikit-learn") from exc
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    tr, te = _stratified_split(bunch.target, test_fraction, seed)
+    train = TensorDictDataset(image=x[tr], label=y[tr])
+    mean = float(x[tr].float().mean() / 255)
+    std = float(x[tr].float().std() / 255)
+    return DataModule(
+        train=train, eval_train=train, eval_test=TensorDictDataset(image=x[te], label=y[te]),
+        num_classes=10, class_names=[str(i) for i in range(10)],
+        description=f"UCI digits via scikit-learn: {len(tr)} train / {len(te)} test, {image_size}x{image_size} grey",
+        extras={
+            "encoder_kwargs": {"in_channels": 1, "mean": [mean], "std": [std]},
+            # flipping turns digits into other shapes, so views keep their handedness
+            "augmenter_kwargs": {"image_size": image_size, "hflip_p": 0.0, "scale": (0.3, 1.0)},
+        },
+    )
+
+
+class ImageFolderDataset(Dataset):
+    """Images under a folder, decoded on access and resized to a fixed square size.
+
+    Class sub-folders (``root/<class>/*.jpg``) give labels; flat folders give unlabelled data.
+    A file that cannot be decoded is reported once by path and replaced by the next readable one,
+    so a long run never dies on one corrupt image.
+    """
+
+    def __init__(self, files: list[Path], labels: list[int] | None, image_size: int, channels: int) -> None:
+        self.files, self.labels = files, labels
+        self.image_size, self.channels = image_size, channels
+        self.bad: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _load(self, path: Path) -> Tensor:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im = im.convert("L" if self.channels == 1 else "RGB")
+            im = _resize_center_crop(im, self.image_size)
+            arr = np.asarray(im, dtype=np.uint8)
+        t = torch.from_numpy(arr.copy())
+        return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
+        for offset in range(len(self.files)):
+            j = (i + offset) % len(self.files)
+            path = self.files[j]
+            if path in self.bad:
+                continue
+            try:
+                image = self._load(path)
+            except Exception as exc:  # PIL raises many types for corrupt files
+                self.bad.add(path)
+                warnings.warn(f"Skipping unreadable image {path}: {exc}", stacklevel=2)
+                continue
+            sample: dict[str, Tensor | int] = {"image": image}
+            if self.labels is not None:
+                sample["label"] = self.labels[j]
+            return sample
+        raise DataError(f"None of the {len(self.files)} images could be read; check the files' formats.")
+
+
+def _resize_center_crop(im, size: int):  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    w, h = im.size
+    scale = size / min(w, h)
+    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def image_folder(
+    path: str | None = None, image_size: int = 32, channels: int = 3, test_fraction: float = 0.2, seed: int = 0
+) -> DataModule:
+    """Images from a folder (jpg/png/...); class sub-folders give labels for evaluation."""
+    if not path:
+        raise DataError("The 'imagefolder' dataset needs --data PATH (a folder of images).")
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"Image folder {root} does not exist or is not a directory. Check --data.")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files: list[Path] = []
+    labels: list[int] | None = [] if classes else None
+    if classes:
+        for ci, c in enumerate(classes):
+            found = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += found
+            labels += [ci] * len(found)  # type: ignore[operator]
+    else:
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(
+            f"No images found under {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
+            "Put images in the folder or in one sub-folder per class."
+        )
+    extras = {"encoder_kwargs": {"in_channels": channels}, "augmenter_kwargs": {"image_size": image_size}}
+    if labels is None or len(classes) < 2:
+        ds = ImageFolderDataset(files, labels, image_size, channels)
+        return DataModule(train=ds, description=f"{len(files)} unlabelled images from {root}", extras=extras)
+    tr, te = _stratified_split(np.asarray(labels), test_fraction, seed)
+    pick = lambda idx: ImageFolderDataset([files[i] for i in idx], [labels[i] for i in idx], image_size, channels)  # noqa: E731
+    train = pick(tr)
+    return DataModule(
+        train=train, eval_train=train, eval_test=pick(te), num_classes=len(classes), class_names=classes,
+        description=f"{len(files)} images in {len(classes)} classes from {root}", extras=extras,
+    )

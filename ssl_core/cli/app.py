@@ -1,0 +1,45 @@
+"""The typer application that ties the command modules together."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ssl_core.cli import eval_cmd, info_cmd, list_cmd, run_cmd
+from ssl_core.errors import SSLKitError
+
+app = typer.Typer(
+    name="ssl",
+    help="sslkit: self-supervised learning for images, text, audio and image-text, in one loop.\n\n"
+    "Start with `ssl list` to see the installed methods, then `ssl run --modality vision "
+    "--objective simclr` to train on built-in data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run_cmd.run)
+app.command("list")(list_cmd.list_components)
+app.command("info")(info_cmd.info)
+app.command("eval")(eval_cmd.evaluate)
+
+
+def main() -> None:
+    """Console entry point: user errors print one clear message and exit with status 2."""
+    try:
+        app(standalone_mode=False)
+    except SSLKitError as exc:
+        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,70 @@
+"""``ssl run``: train an objective, export the encoder, evaluate it next to a random one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ssl_core.cli._table import metrics_table
+from ssl_core.config import parse_override
+
+
+def run(
+    objective: Optional[str] = typer.Option(None, "--objective", "-o", help="Method to train, e.g. simclr (see `ssl list`)."),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="vision, text, audio or image-text (checked against the objective)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your data (folder or file); omit to use the built-in dataset."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset reader by name (default: the objective's)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder by name (default: the objective's)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML or TOML config file; flags override it."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the data."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps (overrides --epochs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Samples per optimiser step."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw, lars or sgd."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16 or fp16."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<modality>-<objective>-<time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Skip evaluation after training."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    set_: list[str] = typer.Option([], "--set", help="Any config field, dotted: --set train.warmup_fraction=0.05 --set objective_kwargs.temperature=0.2"),
+) -> None:
+    """Train a self-supervised objective and evaluate the encoder it learns.
+
+    With only --objective (and optionally --modality) the objective's recipe supplies the encoder,
+    augmentations, built-in dataset and training settings, sized to finish in minutes on a CPU.
+    The run directory receives config.yaml (the resolved config), metrics.jsonl,
+    checkpoints/last.pt, encoder.pt and eval.json.
+    """
+    from ssl_core.runner import CONFIG_FILE, resolve_config, run_experiment
+
+    overrides: dict[str, Any] = dict(parse_override(s) for s in set_)
+    flat = {
+        "data": str(data) if data else None, "dataset": dataset, "encoder": encoder,
+        "out": str(out) if out else None, "train.epochs": epochs, "train.steps": steps,
+        "train.batch_size": batch_size, "train.lr": lr, "train.optimizer": optimizer,
+        "train.precision": precision, "train.device": device, "train.seed": seed,
+    }
+    if no_progress:
+        flat["train.progress"] = False
+    overrides.update({k: v for k, v in flat.items() if v is not None})
+    if steps is not None and epochs is None:
+        overrides["train.epochs"] = None
+    from ssl_core.config import nest
+
+    if resume:
+        if out is None:
+            raise typer.BadParameter("--resume needs --out RUN_DIR (the run to continue).")
+        config = config or (out / CONFIG_FILE)
+    cfg = resolve_config(objective, modality, config, nest(overrides))
+    typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
+               f"{cfg.data or 'built-in data: ' + cfg.dataset}", err=True)
+    outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval)
+    typer.echo(f"Run directory: {outcome.run_dir}")
+    typer.echo(f"Trained {outcome.train.steps} steps, final loss {outcome.train.final_loss:.4f}, "
+               f"{outcome.train.samples_per_s:.1f} samples/s")
+    if outcome.metrics:
+        typer.echo(metrics_table(outcome.metrics))

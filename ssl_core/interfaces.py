@@ -1,0 +1,157 @@
+"""The four contracts every sslkit component follows: Encoder, Augmenter, Objective, Evaluator.
+
+A plugin supplies classes that follow these contracts and registers factories for them through
+the hooks in :mod:`ssl_core.hookspecs`. The core never imports a plugin's classes by name: it
+only calls the factories the registry hands it, so a third-party package is a first-class citizen.
+
+Batches are plain ``dict[str, Tensor]``. Each modality documents its keys (``"image"`` and
+``"label"`` for vision, ``"input_ids"``/``"attention_mask"`` for text, ``"waveform"``/
+``"lengths"`` for audio, ...). The trainer moves every tensor in the dict to the device.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+Batch = dict[str, Any]
+"""A batch: a mapping from field name to tensor (or list, e.g. raw captions)."""
+
+
+@dataclass
+class StepInfo:
+    """What an objective knows about where it is in training.
+
+    ``progress`` runs from 0.0 at the first step to 1.0 at the last, so objectives can compute
+    their own schedules (EMA momentum, teacher temperature) without knowing the run length.
+    ``generator`` is seeded from the run seed and the step number, so augmentations drawn from it
+    are identical in a resumed run and an uninterrupted one.
+    """
+
+    step: int
+    total_steps: int
+    epoch: int
+    generator: torch.Generator
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training done, in [0, 1]."""
+        if self.total_steps <= 1:
+            return 1.0
+        return min(1.0, self.step / (self.total_steps - 1))
+
+
+class Encoder(nn.Module, abc.ABC):
+    """Maps a batch of one modality to representations.
+
+    Subclasses set ``modality`` (e.g. ``"vision"``) and ``embed_dim`` (the size of the pooled
+    representation) and implement :meth:`forward`, which objectives call on their views.
+    :meth:`embed` is what evaluators call on a raw, un-augmented batch dict; the default
+    implementation reads ``batch[self.input_key]`` and calls :meth:`forward`.
+    """
+
+    modality: str = ""
+    input_key: str = "input"
+    embed_dim: int = 0
+
+    @abc.abstractmethod
+    def forward(self, x: Any) -> Tensor:
+        """Return pooled representations ``[B, embed_dim]``."""
+
+    def forward_features(self, x: Any) -> Tensor:
+        """Return token/patch/frame features ``[B, T, D]`` (only for methods that need them)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose token features")
+
+    def embed(self, batch: Batch) -> Tensor:
+        """Pooled representations of a raw evaluation batch (no augmentation)."""
+        return self(batch[self.input_key])
+
+
+class Augmenter(abc.ABC):
+    """Turns one raw batch into the views or masks an objective needs.
+
+    Runs on the training device on whole batches, with per-sample random parameters drawn from
+    the ``generator`` it is given (never from global state), so a run is reproducible and a
+    resumed run sees exactly the views an uninterrupted one would.
+    """
+
+    @abc.abstractmethod
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Any:
+        """Return the views/masks for this batch."""
+
+
+class Objective(nn.Module, abc.ABC):
+    """A self-supervised method: owns its heads, any teacher copy, and its loss.
+
+    The trainer calls :meth:`training_step` once per micro-batch under autocast, back-propagates
+    ``result["loss"]``, steps the optimiser, then calls :meth:`on_after_optimizer_step` (the place
+    for EMA/momentum teacher updates). ``encoder`` is the network being trained; it is what gets
+    evaluated and exported.
+    """
+
+    encoder: Encoder
+
+    @abc.abstractmethod
+    def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
+        """Compute the loss on one batch. Must return ``{"loss": scalar, ...logged scalars}``."""
+
+    def on_after_optimizer_step(self, step: StepInfo) -> None:
+        """Called after every optimiser step (EMA updates, prototype normalisation, ...)."""
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups: no weight decay on biases and normalisation weights.
+
+        Parameters of frozen modules (``requires_grad=False``, e.g. EMA teachers) are left out.
+        Groups may carry ``"lr_scale"`` (multiplies the scheduled LR) and ``"apply_wd"``.
+        """
+        decay, no_decay = [], []
+        for _, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = []
+        if decay:
+            groups.append({"params": decay, "weight_decay": weight_decay, "apply_wd": True})
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0, "apply_wd": False})
+        return groups
+
+
+@dataclass
+class DataModule:
+    """A modality's data, as the trainer and evaluators need it.
+
+    ``train`` yields sample dicts for self-supervised training (labels, if any, are ignored).
+    ``eval_train``/``eval_test`` are labelled, un-augmented splits for probes; ``None`` when the
+    data has no labels. ``collate`` turns a list of samples into a batch dict (``None`` means
+    the default stacking collate).
+    """
+
+    train: torch.utils.data.Dataset
+    eval_train: torch.utils.data.Dataset | None = None
+    eval_test: torch.utils.data.Dataset | None = None
+    collate: Callable[[list[Any]], Batch] | None = None
+    label_key: str = "label"
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    description: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(abc.ABC):
+    """Scores a trained encoder: ``evaluate(encoder, data) -> {metric: value}``.
+
+    Evaluators must not change the encoder's weights; they are called with the encoder in eval
+    mode under ``torch.no_grad()`` for feature extraction.
+    """
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def evaluate(self, encoder: Encoder, data: DataModule) -> Mapping[str, float]:
+        """Return metric name -> value."""

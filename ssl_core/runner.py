@@ -1,0 +1,202 @@
+"""From a resolved config to a finished run: build components, train, export, evaluate.
+
+This is the code path behind ``ssl run`` and ``ssl eval``; it is also the Python API for
+single-objective runs (``ssl_core.run_experiment(cfg)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import yaml
+
+from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
+from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
+from ssl_core.errors import ConfigError, DataError
+from ssl_core.interfaces import DataModule, Encoder, Objective
+from ssl_core.registry import Registry, get_registry
+from ssl_core.trainer import Trainer, TrainResult
+
+ENCODER_FILE = "encoder.pt"
+EVAL_FILE = "eval.json"
+CONFIG_FILE = "config.yaml"
+
+
+def resolve_config(
+    objective: str | None = None,
+    modality: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> RunConfig:
+    """Merge defaults < objective recipe < config file < overrides into a validated RunConfig."""
+    registry = registry or get_registry()
+    file_data = load_file(config_file) if config_file else {}
+    overrides = dict(overrides or {})
+    objective = objective or overrides.get("objective") or file_data.get("objective")
+    modality = modality or overrides.get("modality") or file_data.get("modality") or None
+    if not objective:
+        names = ", ".join(s.name for s in registry.list("objective", modality=modality))
+        raise ConfigError(f"Name an objective with --objective (available: {names or 'none installed'}).")
+    spec = registry.get("objective", objective, modality=modality)
+    base = {"modality": spec.modality, "objective": objective}
+    base = merge(base, {k: v for k, v in spec.recipe.items() if v is not None})
+    from_dict(RunConfig, base, f"recipe of objective '{objective}' (plugin {spec.plugin})")
+    with_file = merge(base, file_data)
+    if config_file:
+        from_dict(RunConfig, with_file, f"config file {config_file}")
+    cfg = from_dict(RunConfig, merge(with_file, overrides), "command line")
+    if cfg.modality != spec.modality:
+        raise ConfigError(f"Objective '{objective}' is a {spec.modality} objective, but modality is '{cfg.modality}'.")
+    if cfg.data and registry.get("dataset", cfg.dataset).builtin and "dataset" not in overrides:
+        # a path was given: switch from the built-in set to the modality's file reader
+        path_sets = [s for s in registry.list("dataset", modality=cfg.modality) if not s.builtin]
+        if not path_sets:
+            raise ConfigError(f"No installed {cfg.modality} dataset reads files from a path; drop --data.")
+        cfg.dataset = path_sets[0].name
+    validate_choices(cfg)
+    return cfg
+
+
+def _accepted(factory: Callable[..., Any], hints: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``hints`` that ``factory`` accepts by keyword."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(hints)
+    return {k: v for k, v in hints.items() if k in params}
+
+
+def build_data(cfg: RunConfig, registry: Registry | None = None) -> DataModule:
+    """Build the run's DataModule from the dataset registry."""
+    registry = registry or get_registry()
+    spec = registry.get("dataset", cfg.dataset, modality=cfg.modality)
+    if not spec.builtin and not cfg.data:
+        raise ConfigError(f"Dataset '{cfg.dataset}' reads your files: pass --data PATH.")
+    return spec.build(path=cfg.data, **cfg.dataset_kwargs)
+
+
+def build_encoder(cfg: RunConfig, data: DataModule | None = None, registry: Registry | None = None) -> Encoder:
+    """Build the encoder; data-derived hints (channels, vocab size) fill unset kwargs."""
+    registry = registry or get_registry()
+    spec = registry.get("encoder", cfg.encoder, modality=cfg.modality)
+    hints = data.extras.get("encoder_kwargs", {}) if data is not None else {}
+    kwargs = {**_accepted(spec.factory, hints), **cfg.encoder_kwargs}
+    cfg.encoder_kwargs = kwargs
+    return spec.build(**kwargs)
+
+
+def build_objective(cfg: RunConfig, encoder: Encoder, data: DataModule, registry: Registry | None = None) -> Objective:
+    """Build the augmenter (if any) and the objective around ``encoder``."""
+    registry = registry or get_registry()
+    augmenter = None
+    if cfg.augmenter:
+        aspec = registry.get("augmenter", cfg.augmenter, modality=cfg.modality)
+        hints = _accepted(aspec.factory, data.extras.get("augmenter_kwargs", {}))
+        cfg.augmenter_kwargs = {**hints, **cfg.augmenter_kwargs}
+        augmenter = aspec.build(**cfg.augmenter_kwargs)
+    ospec = registry.get("objective", cfg.objective, modality=cfg.modality)
+    hints = _accepted(ospec.factory, data.extras.get("objective_kwargs", {}))
+    cfg.objective_kwargs = {**hints, **cfg.objective_kwargs}
+    return ospec.factory(encoder=encoder, augmenter=augmenter, **cfg.objective_kwargs)
+
+
+def evaluate_encoder(
+    encoder: Encoder, data: DataModule, cfg: RunConfig, registry: Registry | None = None
+) -> dict[str, float]:
+    """Run every evaluator named in ``cfg.evaluators``; return their merged metrics."""
+    registry = registry or get_registry()
+    if data.eval_train is None or data.eval_test is None:
+        names = [n for n in cfg.evaluators if n == "health"]  # probes need labels
+    else:
+        names = list(cfg.evaluators)
+    results: dict[str, float] = {}
+    for name in names:
+        spec = registry.get("evaluator", name)
+        evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+        results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
+    return results
+
+
+@dataclass
+class RunOutcome:
+    """What ``run_experiment`` returns: where the run lives, training result and evaluation."""
+
+    run_dir: Path
+    train: TrainResult
+    metrics: dict[str, dict[str, float]]
+    objective: Objective
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.modality}-{cfg.objective}-{stamp}"
+
+
+def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
+                   registry: Registry | None = None) -> RunOutcome:
+    """Train ``cfg``'s objective, export the encoder, evaluate it (and a random one)."""
+    registry = registry or get_registry()
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    cfg.out = str(run_dir)
+    if resume:
+        saved = run_dir / CONFIG_FILE
+        if not saved.exists():
+            raise DataError(f"Cannot resume: {saved} does not exist. Point --out at an earlier run directory.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = build_data(cfg, registry)
+    torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
+    encoder = build_encoder(cfg, data, registry)
+    random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
+    objective = build_objective(cfg, encoder, data, registry)
+    save_yaml(cfg, run_dir / CONFIG_FILE)
+    trainer = Trainer(objective, data, cfg.train, run_dir)
+    result = trainer.fit(resume=resume)
+    export_encoder(objective.encoder, cfg, run_dir / ENCODER_FILE)
+    metrics: dict[str, dict[str, float]] = {}
+    if evaluate and cfg.evaluators:
+        metrics["trained"] = evaluate_encoder(objective.encoder, data, cfg, registry)
+        if random_encoder is not None:
+            metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry)
+        atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+    return RunOutcome(run_dir, result, metrics, objective)
+
+
+def export_encoder(encoder: Encoder, cfg: RunConfig, path: Path) -> None:
+    """Save the trained encoder with what is needed to rebuild it (``load_encoder``)."""
+    atomic_torch_save(
+        {"encoder": cfg.encoder, "encoder_kwargs": cfg.encoder_kwargs, "modality": cfg.modality,
+         "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}},
+        path,
+    )
+
+
+def load_run(run_dir: str | Path, registry: Registry | None = None) -> tuple[RunConfig, DataModule, Encoder]:
+    """Rebuild a finished run's config, data and trained encoder from its directory."""
+    registry = registry or get_registry()
+    run_dir = Path(run_dir)
+    cfg_path, enc_path = run_dir / CONFIG_FILE, run_dir / ENCODER_FILE
+    for p in (cfg_path, enc_path):
+        if not p.exists():
+            raise DataError(f"{p} is missing: is {run_dir} a finished `ssl run` directory?")
+    cfg = from_dict(RunConfig, yaml.safe_load(cfg_path.read_text()), str(cfg_path))
+    data = build_data(cfg, registry)
+    encoder = build_encoder(cfg, data, registry)
+    state = torch.load(enc_path, map_location="cpu", weights_only=False)
+    encoder.load_state_dict(state["state_dict"])
+    return cfg, data, encoder
+
+
+def random_encoder_like(cfg: RunConfig, data: DataModule, registry: Registry | None = None) -> Encoder:
+    """A freshly initialised encoder of the run's architecture, seeded as the run was."""
+    torch.manual_seed(cfg.train.seed)
+    return build_encoder(cfg, data, registry)

@@ -1,0 +1,359 @@
+"""The one training loop every objective runs through.
+
+Event order of one optimiser step (the contract objectives and callbacks can rely on)::
+
+    seed the step's generator and the global RNG from (seed, step)
+    set LR and weight decay from their warm-up + cosine schedules
+    for each of grad_accum micro-batches:
+        move batch to device
+        with autocast(precision):  out = objective.training_step(batch, step_info)
+        backward(out["loss"] / grad_accum)
+    if the loss is not finite: apply nan_policy (skip the update, or stop)
+    else: unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
+          objective.on_after_optimizer_step(step_info)      # EMA / momentum teachers
+    every log_every steps: write a JSONL metrics line; every health_every: embedding health
+    every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint
+
+Because data order depends only on (seed, epoch) and every random draw inside a step depends
+only on (seed, step), a run resumed from a checkpoint repeats the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from ssl_core.checkpoint import atomic_torch_save, load_checkpoint
+from ssl_core.config import TrainConfig
+from ssl_core.data import EpochSampler, default_collate, move_to_device
+from ssl_core.errors import ConfigError, DataError, NonFiniteLossError
+from ssl_core.evaluators.health import HealthEvaluator
+from ssl_core.interfaces import DataModule, Objective, StepInfo
+from ssl_core.optim import apply_schedules, build_optimizer
+
+CHECKPOINT_NAME = "last.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is '{name}' but no CUDA GPU is available. Use --device cpu or auto.")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``name`` on ``device`` (``None`` means full fp32)."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        return torch.bfloat16
+    if name == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("train.precision fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
+        return torch.float16
+    raise ConfigError(f"Unknown train.precision '{name}'; choose auto, fp32, bf16 or fp16.")
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one step's random draws."""
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**62)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or resumed-and-finished) fit returns."""
+
+    steps: int
+    total_steps: int
+    final_loss: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    samples_per_s: float = 0.0
+    skipped_steps: int = 0
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``metrics.jsonl``."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fh = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a", encoding="utf-8")
+
+    def truncate_from(self, step: int) -> None:
+        """Drop lines logged at or after ``step`` (a resumed run will log them again)."""
+        if self.path is None or not self.path.exists():
+            return
+        assert self._fh is not None
+        self._fh.close()
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", -1) < step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+        self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is not None:
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag checked between steps (checkpoint, then exit)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # a second signal: give up immediately
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a SIGTERM/SIGINT once the checkpoint is safely written."""
+
+
+class Trainer:
+    """Trains one :class:`~ssl_core.interfaces.Objective` on a :class:`DataModule`.
+
+    ``run_dir`` receives ``metrics.jsonl`` and ``checkpoints/last.pt``; with ``run_dir=None``
+    nothing is written (handy in notebooks and tests).
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        data: DataModule,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+    ) -> None:
+        self.objective = objective
+        self.data = data
+        self.cfg = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks or [])
+        self.device = resolve_device(config.device)
+        self.amp_dtype = resolve_precision(config.precision, self.device)
+        self.micro_batch = config.batch_size // config.grad_accum
+        n = len(data.train)  # type: ignore[arg-type]
+        if n == 0:
+            raise DataError("The training dataset is empty. Check the data path and file formats.")
+        self.sampler = EpochSampler(n, config.seed, self.micro_batch)
+        self.steps_per_epoch = self.sampler.batches_per_epoch() // config.grad_accum
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"train.batch_size ({config.batch_size}) is larger than the training data "
+                f"({n} samples). Use --batch-size {max(1, n // 2)} or less, or add data."
+            )
+        self.total_steps = config.steps if config.steps is not None else config.epochs * self.steps_per_epoch  # type: ignore[operator]
+        self.objective.to(self.device)
+        self.optimizer = build_optimizer(self.objective.param_groups(config.weight_decay), config)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step_fn = objective.training_step
+        if config.compile:
+            self.step_fn = torch.compile(objective.training_step)  # type: ignore[assignment]
+        self.generator = torch.Generator(device=self.device)
+        self.step = 0
+        self.skipped_steps = 0
+        self._bad_in_a_row = 0
+        self._health = HealthEvaluator(max_samples=256)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / "checkpoints" / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> None:
+        """Write a resumable checkpoint atomically (the previous one survives a crash mid-write)."""
+        if self.checkpoint_path is None:
+            return
+        state = {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "skipped_steps": self.skipped_steps,
+            "torch_version": torch.__version__,
+        }
+        atomic_torch_save(state, self.checkpoint_path)
+
+    def load_checkpoint(self, path: str | Path | None = None) -> int:
+        """Restore objective, optimiser and step from a checkpoint; return the step reached."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or not path.exists():
+            raise DataError(f"No checkpoint to resume from at {path}. Start without --resume.")
+        state = load_checkpoint(path, map_location=self.device)
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        return self.step
+
+    # ------------------------------------------------------------------ the loop
+    def _batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Yield (epoch, micro-batches of one step) from the current step onwards."""
+        accum = self.cfg.grad_accum
+        while self.step < self.total_steps:
+            epoch = self.step // self.steps_per_epoch
+            self.sampler.epoch = epoch
+            self.sampler.start = (self.step % self.steps_per_epoch) * accum * self.micro_batch
+            loader = DataLoader(
+                self.data.train, batch_size=self.micro_batch, sampler=self.sampler,
+                collate_fn=self.data.collate or default_collate, num_workers=self.cfg.num_workers,
+                pin_memory=self.device.type == "cuda", drop_last=True,
+                generator=torch.Generator(),  # keeps the global RNG untouched by loader seeding
+                persistent_workers=False,
+            )
+            it = iter(loader)
+            while self.step < self.total_steps and self.step // self.steps_per_epoch == epoch:
+                try:
+                    micro = [next(it) for _ in range(accum)]
+                except StopIteration:
+                    break
+                yield epoch, micro
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train to ``total_steps``; with ``resume=True`` continue from the last checkpoint."""
+        from tqdm.auto import tqdm
+
+        metrics = MetricsWriter(self.run_dir / "metrics.jsonl" if self.run_dir else None)
+        if resume:
+            self.load_checkpoint()
+            metrics.truncate_from(self.step)
+        history: list[dict[str, Any]] = []
+        start_step, t_start = self.step, time.perf_counter()
+        t_log, samples_since_log = t_start, 0
+        last_loss = math.nan
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not self.cfg.progress,
+                   dynamic_ncols=True, desc="train")
+        self.objective.train()
+        try:
+            with _StopRequest() as stop:
+                for epoch, micro in self._batches():
+                    info = StepInfo(self.step, self.total_steps, epoch, self.generator, self.device)
+                    loss, logs = self._train_step(micro, info)
+                    samples_since_log += self.cfg.batch_size
+                    last_loss = loss
+                    self.step += 1
+                    bar.update(1)
+                    done = self.step == self.total_steps
+                    if self.step % self.cfg.log_every == 0 or done or self.step == start_step + 1:
+                        now = time.perf_counter()
+                        record = {"step": self.step, "epoch": epoch, "loss": loss, **logs,
+                                  "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
+                                  "time_s": now - t_start}
+                        if self.cfg.health_every and (self.step % self.cfg.health_every == 0 or done):
+                            record.update({f"health/{k}": v for k, v in self._health.evaluate(self.objective.encoder, self.data).items()})
+                        metrics.write(record)
+                        history.append(record)
+                        for cb in self.callbacks:
+                            cb(record)
+                        bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
+                        t_log, samples_since_log = now, 0
+                    if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or done:
+                        self.save_checkpoint()
+                    if stop.signum is not None:
+                        self.save_checkpoint()
+                        raise TrainingInterrupted(
+                            f"Stopped by signal {stop.signum} at step {self.step}; checkpoint saved. "
+                            "Continue with --resume."
+                        )
+        finally:
+            bar.close()
+            metrics.close()
+        wall = time.perf_counter() - t_start
+        steps_run = self.step - start_step
+        return TrainResult(
+            steps=self.step, total_steps=self.total_steps, final_loss=last_loss, history=history,
+            wall_time_s=wall, samples_per_s=steps_run * self.cfg.batch_size / max(wall, 1e-9),
+            skipped_steps=self.skipped_steps,
+        )
+
+    def _train_step(self, micro: list[dict[str, Any]], info: StepInfo) -> tuple[float, dict[str, float]]:
+        cfg = self.cfg
+        seed = step_seed(cfg.seed, info.step)
+        self.generator.manual_seed(seed)
+        torch.manual_seed(seed)  # dropout and other global draws repeat exactly on resume
+        lr, wd = apply_schedules(self.optimizer, cfg, info.step, self.total_steps)
+        total_loss = torch.zeros((), device=self.device)
+        logs: dict[str, torch.Tensor] = {}
+        for batch in micro:
+            batch = move_to_device(batch, self.device, non_blocking=True)
+            with self._autocast():
+                out = self.step_fn(batch, info)
+            loss = out["loss"] / cfg.grad_accum
+            self.scaler.scale(loss).backward()
+            total_loss += loss.detach().float()
+            for k, v in out.items():
+                if k != "loss" and isinstance(v, torch.Tensor) and v.numel() == 1:
+                    logs[k] = logs.get(k, 0) + v.detach().float() / cfg.grad_accum
+        loss_value = total_loss.item()
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self._bad_in_a_row += 1
+            if cfg.nan_policy == "stop" or self._bad_in_a_row > cfg.max_bad_steps:
+                raise NonFiniteLossError(
+                    f"Loss became {loss_value} at step {info.step} (nan_policy={cfg.nan_policy}, "
+                    f"{self._bad_in_a_row} bad step(s) in a row). The last good checkpoint is kept; "
+                    "lower --lr, enable train.clip_grad, or use precision fp32, then --resume."
+                )
+            return loss_value, {"lr": lr, "weight_decay": wd, "skipped": 1.0}
+        self._bad_in_a_row = 0
+        if cfg.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.objective.on_after_optimizer_step(info)
+        return loss_value, {"lr": lr, "weight_decay": wd, **{k: float(v) for k, v in logs.items()}}
