@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
@@ -103,6 +104,10 @@ class Objective(nn.Module, abc.ABC):
     def on_after_optimizer_step(self, step: StepInfo) -> None:
         """Called after every optimiser step (EMA updates, prototype normalisation, ...)."""
 
+    def on_train_end(self, run_dir: "Path | None", data: "DataModule") -> None:
+        """Called once after training (before evaluation); write method-specific artifacts
+        (e.g. MAE reconstructions as a PNG) into ``run_dir`` when it is not ``None``."""
+
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups: no weight decay on biases and normalisation weights.
 
@@ -151,6 +156,9 @@ class Evaluator(abc.ABC):
     """
 
     name: str = ""
+    out_dir: "Path | None" = None
+    """Set by the runner to the run directory before :meth:`evaluate`; evaluators that write
+    pictures (nearest-neighbour grids, ...) put them there. ``None`` means write nothing."""
 
     @abc.abstractmethod
     def evaluate(self, encoder: Encoder, data: DataModule) -> Mapping[str, float]:

@@ -111,7 +111,8 @@ def build_objective(cfg: RunConfig, encoder: Encoder, data: DataModule, registry
 
 
 def evaluate_encoder(
-    encoder: Encoder, data: DataModule, cfg: RunConfig, registry: Registry | None = None
+    encoder: Encoder, data: DataModule, cfg: RunConfig, registry: Registry | None = None,
+    out_dir: Path | None = None,
 ) -> dict[str, float]:
     """Run every evaluator named in ``cfg.evaluators``; return their merged metrics."""
     registry = registry or get_registry()
@@ -123,6 +124,7 @@ def evaluate_encoder(
     for name in names:
         spec = registry.get("evaluator", name)
         evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+        evaluator.out_dir = out_dir
         results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
     return results
 
@@ -162,9 +164,10 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
     trainer = Trainer(objective, data, cfg.train, run_dir)
     result = trainer.fit(resume=resume)
     export_encoder(objective.encoder, cfg, run_dir / ENCODER_FILE)
+    objective.on_train_end(run_dir, data)
     metrics: dict[str, dict[str, float]] = {}
     if evaluate and cfg.evaluators:
-        metrics["trained"] = evaluate_encoder(objective.encoder, data, cfg, registry)
+        metrics["trained"] = evaluate_encoder(objective.encoder, data, cfg, registry, out_dir=run_dir)
         if random_encoder is not None:
             metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry)
         atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
