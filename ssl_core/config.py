@@ -132,6 +132,11 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):
+        try:
+            value = float(value)  # YAML 1.1 reads "3e-4" as a string
+        except ValueError:
+            pass
     return key.strip(), value
 
 

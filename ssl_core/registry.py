@@ -17,11 +17,13 @@ Environment switches, for cornering plugin bugs:
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 import importlib.metadata
 import os
 import sys
 import traceback
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -78,13 +80,19 @@ class PluginError(SSLKitError):
     """Raised in strict mode when a plugin fails to load."""
 
 
-def _package_of(obj: Any, default: str) -> str:
-    module = getattr(obj, "__module__", None) or default
-    top = module.split(".")[0]
+@functools.lru_cache(maxsize=None)
+def _distributions() -> dict[str, list[str]]:
     try:
-        dists = importlib.metadata.packages_distributions().get(top)
-    except Exception:  # metadata can be broken in odd environments; the name is cosmetic
-        dists = None
+        return dict(importlib.metadata.packages_distributions())
+    except Exception:  # broken metadata in odd environments; the name is cosmetic
+        return {}
+
+
+def _package_of(plugin: Any, default: str) -> str:
+    """The distribution (pip name) that ships ``plugin`` (a module or an object)."""
+    module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+    top = (module or default).split(".")[0]
+    dists = _distributions().get(top)
     return dists[0] if dists else top
 
 
@@ -192,7 +200,7 @@ class Registry:
             spec = ComponentSpec(
                 kind=kind, name=name, factory=factory, modality=modality,
                 summary=summary or (factory.__doc__ or "").strip().split("\n")[0],
-                plugin=plugin_name, package=_package_of(factory, plugin_name),
+                plugin=plugin_name, package=_package_of(plugin, plugin_name),
                 builtin=builtin, recipe=recipe,
             )
             existing = self._components[kind].get(name)

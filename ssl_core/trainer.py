@@ -98,8 +98,8 @@ class MetricsWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(path, "a", encoding="utf-8")
 
-    def truncate_from(self, step: int) -> None:
-        """Drop lines logged at or after ``step`` (a resumed run will log them again)."""
+    def truncate_after(self, step: int) -> None:
+        """Drop lines logged after ``step`` (the resumed run will log those steps again)."""
         if self.path is None or not self.path.exists():
             return
         assert self._fh is not None
@@ -107,7 +107,7 @@ class MetricsWriter:
         kept = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
-                if json.loads(line).get("step", -1) < step:
+                if json.loads(line).get("step", -1) <= step:
                     kept.append(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
@@ -268,7 +268,7 @@ class Trainer:
         metrics = MetricsWriter(self.run_dir / "metrics.jsonl" if self.run_dir else None)
         if resume:
             self.load_checkpoint()
-            metrics.truncate_from(self.step)
+            metrics.truncate_after(self.step)
         history: list[dict[str, Any]] = []
         start_step, t_start = self.step, time.perf_counter()
         t_log, samples_since_log = t_start, 0

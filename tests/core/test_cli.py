@@ -1,0 +1,86 @@
+"""The `ssl` command line, end to end, through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+SSL = [sys.executable, "-c", "from ssl_core.cli import main; main()"]
+
+
+def ssl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    return subprocess.run([*SSL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_list_shows_components_with_package() -> None:
+    out = ssl("list").stdout
+    assert "toy_align" in out and "sslkit-testplugins" in out
+    assert "knn" in out and "simclr" in out
+    out = ssl("list", "--kind", "objective", "--modality", "toy").stdout
+    assert "toy_align" in out and "knn" not in out
+
+
+def test_info_shows_recipe_defaults() -> None:
+    res = ssl("info", "toy_align")
+    assert res.returncode == 0, res.stderr
+    assert "toy_align (toy)" in res.stdout and "batch_size: 64" in res.stdout
+
+
+def test_unknown_objective_exits_2_with_suggestion() -> None:
+    res = ssl("run", "--objective", "simclrr")
+    assert res.returncode == 2
+    assert "Did you mean 'simclr'?" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_config_file_is_reported(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: fast\n")
+    res = ssl("run", "--objective", "toy_align", "--config", str(f))
+    assert res.returncode == 2 and str(f) in res.stderr and "train.lr" in res.stderr
+
+
+def test_run_eval_resume_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = ssl("run", "-m", "toy", "-o", "toy_align", "--steps", "20", "--out", str(out),
+              "--set", "train.log_every=2", "--set", "objective_kwargs.t=2.0")
+    assert res.returncode == 0, res.stderr
+    for name in ["config.yaml", "metrics.jsonl", "encoder.pt", "eval.json", "checkpoints/last.pt"]:
+        assert (out / name).exists(), name
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["steps"] == 20 and saved["train"]["log_every"] == 2
+    assert saved["encoder_kwargs"] == {"in_dim": 8}  # data-derived hint recorded
+    metrics = json.loads((out / "eval.json").read_text())
+    assert metrics["trained"]["knn_top1"] > metrics["random"]["knn_top1"] - 0.05
+    assert "knn_top1" in res.stdout and "trained - random" in res.stdout
+
+    res = ssl("eval", str(out), "-e", "knn")
+    assert res.returncode == 0, res.stderr
+    again = json.loads((out / "eval.json").read_text())
+    assert abs(again["trained"]["knn_top1"] - metrics["trained"]["knn_top1"]) < 1e-6
+    assert abs(again["random"]["knn_top1"] - metrics["random"]["knn_top1"]) < 1e-6
+
+    # resume a finished run with a longer budget: continues from step 20
+    res = ssl("run", "--resume", "--out", str(out), "--steps", "30", "--no-eval")
+    assert res.returncode == 0, res.stderr
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 30 and len(steps) == len(set(steps))
+
+
+def test_resume_without_run_dir_is_explained(tmp_path: Path) -> None:
+    res = ssl("run", "-o", "toy_align", "--resume", "--out", str(tmp_path / "nothing"))
+    assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_help_explains_commands() -> None:
+    res = ssl("--help")
+    assert res.returncode == 0
+    for cmd in ["run", "list", "info", "eval"]:
+        assert cmd in res.stdout
+    assert "--objective" in ssl("run", "--help").stdout
