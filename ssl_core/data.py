@@ -10,7 +10,12 @@ from torch.utils.data import Dataset, Sampler
 
 
 def default_collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack tensor/number fields of sample dicts; keep other fields (e.g. strings) as lists."""
+    """Stack tensor/number fields of sample dicts; keep other fields (e.g. strings) as lists.
+
+    A batch that a dataset already assembled with ``__getitems__`` (a dict) passes through.
+    """
+    if isinstance(samples, Mapping):
+        return dict(samples)
     if not samples:
         return {}
     out: dict[str, Any] = {}
@@ -49,6 +54,11 @@ class TensorDictDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {k: v[i] for k, v in self.fields.items()}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
+        """A whole batch with one indexing op per field (DataLoader uses this when present)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return {k: v[idx] for k, v in self.fields.items()}
 
 
 class EpochSampler(Sampler[int]):

@@ -42,7 +42,15 @@ def test_wrong_modality_is_explained(registry: Registry) -> None:
         registry.get("objective", "toy_align", modality="vision")
 
 
-def test_failing_import_is_reported_and_others_load(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fixture_plugins_only(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Load only the test fixture plugins, so other installed plugins cannot interfere."""
+    monkeypatch.setenv("SSL_CORE_LOAD_PLUGINS", "toy,flaky")
+    return monkeypatch
+
+
+def test_failing_import_is_reported_and_others_load(fixture_plugins_only: pytest.MonkeyPatch) -> None:
+    monkeypatch = fixture_plugins_only
     monkeypatch.setenv("SSLKIT_TEST_FLAKY", "import")
     import sys
 
@@ -55,7 +63,8 @@ def test_failing_import_is_reported_and_others_load(monkeypatch: pytest.MonkeyPa
     sys.modules.pop("sslkit_testplugins.flaky", None)
 
 
-def test_failing_registration_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_registration_rolls_back(fixture_plugins_only: pytest.MonkeyPatch) -> None:
+    monkeypatch = fixture_plugins_only
     monkeypatch.setenv("SSLKIT_TEST_FLAKY", "register")
     reg = Registry()
     assert [f.plugin for f in reg.failures] == ["flaky"]
@@ -64,7 +73,8 @@ def test_failing_registration_rolls_back(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "flaky" not in reg.plugins()
 
 
-def test_strict_mode_makes_failures_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_strict_mode_makes_failures_fatal(fixture_plugins_only: pytest.MonkeyPatch) -> None:
+    monkeypatch = fixture_plugins_only
     monkeypatch.setenv("SSLKIT_TEST_FLAKY", "register")
     monkeypatch.setenv("SSL_CORE_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError, match="Plugin 'flaky' failed to load"):
