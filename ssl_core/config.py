@@ -65,7 +65,11 @@ class TrainConfig:
     num_workers: int = 0
     """DataLoader worker processes."""
     compile: bool = False
-    """Wrap the objective in ``torch.compile``."""
+    """Wrap the training step in ``torch.compile``."""
+    sync_batchnorm: bool = False
+    """Convert BatchNorm layers to SyncBatchNorm when training on several processes."""
+    find_unused_parameters: bool = False
+    """DDP option for objectives whose steps leave some trainable parameters unused."""
     nan_policy: str = "skip"
     """On a NaN/inf loss: ``skip`` the step (stop after ``max_bad_steps`` in a row) or ``stop``."""
     max_bad_steps: int = 10

@@ -154,18 +154,25 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
         saved = run_dir / CONFIG_FILE
         if not saved.exists():
             raise DataError(f"Cannot resume: {saved} does not exist. Point --out at an earlier run directory.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = build_data(cfg, registry)
+    data = build_data(cfg, registry)  # bad data fails here, before anything is written
     torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
     encoder = build_encoder(cfg, data, registry)
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
     objective = build_objective(cfg, encoder, data, registry)
-    save_yaml(cfg, run_dir / CONFIG_FILE)
-    trainer = Trainer(objective, data, cfg.train, run_dir)
-    result = trainer.fit(resume=resume)
+    trainer = Trainer(objective, data, cfg.train, run_dir)  # joins the process group under torchrun
+    if trainer.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / CONFIG_FILE)
+    try:
+        result = trainer.fit(resume=resume)
+    finally:
+        if trainer.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    metrics: dict[str, dict[str, float]] = {}
+    if not trainer.is_main:  # rank 0 exports and evaluates
+        return RunOutcome(run_dir, result, metrics, objective)
     export_encoder(objective.encoder, cfg, run_dir / ENCODER_FILE)
     objective.on_train_end(run_dir, data)
-    metrics: dict[str, dict[str, float]] = {}
     if evaluate and cfg.evaluators:
         metrics["trained"] = evaluate_encoder(objective.encoder, data, cfg, registry, out_dir=run_dir)
         if random_encoder is not None:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, load_checkpoint
 from ssl_core.config import TrainConfig
 from ssl_core.data import EpochSampler, default_collate, move_to_device
@@ -70,9 +71,20 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     raise ConfigError(f"Unknown train.precision '{name}'; choose auto, fp32, bf16 or fp16.")
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed of one step's random draws."""
-    return (seed * 1_000_003 + step * 7_919 + 17) % (2**62)
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of one step's random draws on one rank."""
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729 + 17) % (2**62)
+
+
+class _StepModule(torch.nn.Module):
+    """Exposes ``objective.training_step`` as ``forward`` so DistributedDataParallel can wrap it."""
+
+    def __init__(self, objective: Objective) -> None:
+        super().__init__()
+        self.objective = objective
+
+    def forward(self, batch: dict[str, Any], info: StepInfo) -> dict[str, torch.Tensor]:
+        return self.objective.training_step(batch, info)
 
 
 @dataclass
@@ -175,12 +187,22 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks or [])
         self.device = resolve_device(config.device)
+        dist_device = D.init_from_env(self.device.type)  # launched by torchrun with WORLD_SIZE > 1
+        if dist_device is not None:
+            self.device = dist_device
+        self.rank, self.world_size = D.rank(), D.world_size()
+        self.is_main = self.rank == 0
         self.amp_dtype = resolve_precision(config.precision, self.device)
-        self.micro_batch = config.batch_size // config.grad_accum
+        if config.batch_size % (config.grad_accum * self.world_size):
+            raise ConfigError(
+                f"train.batch_size ({config.batch_size}) is the global batch and must be divisible by "
+                f"grad_accum x processes ({config.grad_accum} x {self.world_size})."
+            )
+        self.micro_batch = config.batch_size // config.grad_accum // self.world_size
         n = len(data.train)  # type: ignore[arg-type]
         if n == 0:
             raise DataError("The training dataset is empty. Check the data path and file formats.")
-        self.sampler = EpochSampler(n, config.seed, self.micro_batch)
+        self.sampler = EpochSampler(n, config.seed, self.micro_batch, self.rank, self.world_size)
         self.steps_per_epoch = self.sampler.batches_per_epoch() // config.grad_accum
         if self.steps_per_epoch == 0:
             raise DataError(
@@ -188,12 +210,22 @@ class Trainer:
                 f"({n} samples). Use --batch-size {max(1, n // 2)} or less, or add data."
             )
         self.total_steps = config.steps if config.steps is not None else config.epochs * self.steps_per_epoch  # type: ignore[operator]
+        if config.sync_batchnorm and self.world_size > 1:
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
         self.objective.to(self.device)
         self.optimizer = build_optimizer(self.objective.param_groups(config.weight_decay), config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.step_fn = objective.training_step
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        self.step_fn: Callable[..., dict[str, torch.Tensor]] = objective.training_step
+        if self.world_size > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                _StepModule(objective),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.find_unused_parameters,
+            )
+            self.step_fn = self.ddp
         if config.compile:
-            self.step_fn = torch.compile(objective.training_step)  # type: ignore[assignment]
+            self.step_fn = torch.compile(self.step_fn)  # type: ignore[assignment]
         self.generator = torch.Generator(device=self.device)
         self.step = 0
         self.skipped_steps = 0
@@ -206,8 +238,14 @@ class Trainer:
         return None if self.run_dir is None else self.run_dir / "checkpoints" / CHECKPOINT_NAME
 
     def save_checkpoint(self) -> None:
-        """Write a resumable checkpoint atomically (the previous one survives a crash mid-write)."""
+        """Write a resumable checkpoint atomically (the previous one survives a crash mid-write).
+
+        Only rank 0 writes; the other ranks wait for it so a resume never reads a stale file.
+        """
         if self.checkpoint_path is None:
+            return
+        if not self.is_main:
+            D.barrier()
             return
         state = {
             "step": self.step,
@@ -217,8 +255,10 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "skipped_steps": self.skipped_steps,
             "torch_version": torch.__version__,
+            "world_size": self.world_size,
         }
         atomic_torch_save(state, self.checkpoint_path)
+        D.barrier()
 
     def load_checkpoint(self, path: str | Path | None = None) -> int:
         """Restore objective, optimiser and step from a checkpoint; return the step reached."""
@@ -265,7 +305,7 @@ class Trainer:
         """Train to ``total_steps``; with ``resume=True`` continue from the last checkpoint."""
         from tqdm.auto import tqdm
 
-        metrics = MetricsWriter(self.run_dir / "metrics.jsonl" if self.run_dir else None)
+        metrics = MetricsWriter(self.run_dir / "metrics.jsonl" if self.run_dir and self.is_main else None)
         if resume:
             self.load_checkpoint()
             metrics.truncate_after(self.step)
@@ -273,25 +313,25 @@ class Trainer:
         start_step, t_start = self.step, time.perf_counter()
         t_log, samples_since_log = t_start, 0
         last_loss = math.nan
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not self.cfg.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not (self.cfg.progress and self.is_main),
                    dynamic_ncols=True, desc="train")
         self.objective.train()
         try:
             with _StopRequest() as stop:
                 for epoch, micro in self._batches():
                     info = StepInfo(self.step, self.total_steps, epoch, self.generator, self.device)
-                    loss, logs = self._train_step(micro, info)
+                    loss, logs, stop_everywhere = self._train_step(micro, info, stop.signum is not None)
                     samples_since_log += self.cfg.batch_size
                     last_loss = loss
                     self.step += 1
                     bar.update(1)
                     done = self.step == self.total_steps
-                    if self.step % self.cfg.log_every == 0 or done or self.step == start_step + 1:
+                    if self.step % self.cfg.log_every == 0 or done or self.step == start_step + 1 or stop_everywhere:
                         now = time.perf_counter()
                         record = {"step": self.step, "epoch": epoch, "loss": loss, **logs,
                                   "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
                                   "time_s": now - t_start}
-                        if self.cfg.health_every and (self.step % self.cfg.health_every == 0 or done):
+                        if self.cfg.health_every and self.is_main and (self.step % self.cfg.health_every == 0 or done):
                             record.update({f"health/{k}": v for k, v in self._health.evaluate(self.objective.encoder, self.data).items()})
                         metrics.write(record)
                         history.append(record)
@@ -301,10 +341,10 @@ class Trainer:
                         t_log, samples_since_log = now, 0
                     if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or done:
                         self.save_checkpoint()
-                    if stop.signum is not None:
+                    if stop_everywhere:
                         self.save_checkpoint()
                         raise TrainingInterrupted(
-                            f"Stopped by signal {stop.signum} at step {self.step}; checkpoint saved. "
+                            f"Stopped by signal {stop.signum or 'on another rank'} at step {self.step}; checkpoint saved. "
                             "Continue with --resume."
                         )
         finally:
@@ -318,24 +358,36 @@ class Trainer:
             skipped_steps=self.skipped_steps,
         )
 
-    def _train_step(self, micro: list[dict[str, Any]], info: StepInfo) -> tuple[float, dict[str, float]]:
+    def _train_step(
+        self, micro: list[dict[str, Any]], info: StepInfo, stop_requested: bool = False
+    ) -> tuple[float, dict[str, float], bool]:
+        """One optimiser step; returns (global mean loss, logged scalars, stop on every rank)."""
         cfg = self.cfg
-        seed = step_seed(cfg.seed, info.step)
+        seed = step_seed(cfg.seed, info.step, self.rank)
         self.generator.manual_seed(seed)
         torch.manual_seed(seed)  # dropout and other global draws repeat exactly on resume
         lr, wd = apply_schedules(self.optimizer, cfg, info.step, self.total_steps)
         total_loss = torch.zeros((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
-        for batch in micro:
+        for i, batch in enumerate(micro):
             batch = move_to_device(batch, self.device, non_blocking=True)
-            with self._autocast():
-                out = self.step_fn(batch, info)
-            loss = out["loss"] / cfg.grad_accum
-            self.scaler.scale(loss).backward()
+            # gradients are all-reduced once per step, on the last micro-batch
+            sync = self.ddp is None or i == len(micro) - 1
+            with (contextlib.nullcontext() if sync else self.ddp.no_sync()):  # type: ignore[union-attr]
+                with self._autocast():
+                    out = self.step_fn(batch, info)
+                loss = out["loss"] / cfg.grad_accum
+                self.scaler.scale(loss).backward()
             total_loss += loss.detach().float()
             for k, v in out.items():
                 if k != "loss" and isinstance(v, torch.Tensor) and v.numel() == 1:
                     logs[k] = logs.get(k, 0) + v.detach().float() / cfg.grad_accum
+        stop = stop_requested
+        if self.world_size > 1:
+            # every rank must agree on skipping a non-finite step and on stopping
+            flags = torch.stack([total_loss, torch.tensor(float(stop_requested), device=self.device)])
+            torch.distributed.all_reduce(flags)
+            total_loss, stop = flags[0] / self.world_size, bool(flags[1].item() > 0)
         loss_value = total_loss.item()
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
@@ -347,7 +399,7 @@ class Trainer:
                     f"{self._bad_in_a_row} bad step(s) in a row). The last good checkpoint is kept; "
                     "lower --lr, enable train.clip_grad, or use precision fp32, then --resume."
                 )
-            return loss_value, {"lr": lr, "weight_decay": wd, "skipped": 1.0}
+            return loss_value, {"lr": lr, "weight_decay": wd, "skipped": 1.0}, stop
         self._bad_in_a_row = 0
         if cfg.clip_grad:
             self.scaler.unscale_(self.optimizer)
@@ -356,4 +408,4 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.objective.on_after_optimizer_step(info)
-        return loss_value, {"lr": lr, "weight_decay": wd, **{k: float(v) for k, v in logs.items()}}
+        return loss_value, {"lr": lr, "weight_decay": wd, **{k: float(v) for k, v in logs.items()}}, stop

@@ -8,6 +8,7 @@ import typer
 
 from ssl_core.cli import eval_cmd, info_cmd, list_cmd, run_cmd
 from ssl_core.errors import SSLKitError
+from ssl_core.trainer import TrainingInterrupted
 
 app = typer.Typer(
     name="ssl",
@@ -33,6 +34,9 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except TrainingInterrupted as exc:
+        typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+        sys.exit(130)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +33,7 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip evaluation after training."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Processes on this machine (DDP via torchrun; one per GPU)."),
     set_: list[str] = typer.Option([], "--set", help="Any config field, dotted: --set train.warmup_fraction=0.05 --set objective_kwargs.temperature=0.2"),
 ) -> None:
     """Train a self-supervised objective and evaluate the encoder it learns.
@@ -39,7 +43,18 @@ def run(
     The run directory receives config.yaml (the resolved config), metrics.jsonl,
     checkpoints/last.pt, encoder.pt and eval.json.
     """
-    from ssl_core.runner import CONFIG_FILE, resolve_config, run_experiment
+    from ssl_core.runner import CONFIG_FILE, default_run_dir, resolve_config, run_experiment
+
+    if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        # re-launch this same command under torchrun; every rank must share one run directory
+        cfg = resolve_config(objective, modality, config or (out / CONFIG_FILE if resume and out else None), {})
+        argv = _strip_option(sys.argv[1:], "--nproc-per-node")
+        if out is None:
+            argv += ["--out", str(default_run_dir(cfg))]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc_per_node}", "-m", "ssl_core.cli", *argv]
+        typer.echo("Launching: " + " ".join(cmd), err=True)
+        raise typer.Exit(subprocess.call(cmd))
 
     overrides: dict[str, Any] = dict(parse_override(s) for s in set_)
     flat = {
@@ -63,8 +78,26 @@ def run(
     typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
                f"{cfg.data or 'built-in data: ' + cfg.dataset}", err=True)
     outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval)
+    if "LOCAL_RANK" in os.environ and os.environ.get("RANK", "0") != "0":
+        return  # rank 0 reports
     typer.echo(f"Run directory: {outcome.run_dir}")
     typer.echo(f"Trained {outcome.train.steps} steps, final loss {outcome.train.final_loss:.4f}, "
                f"{outcome.train.samples_per_s:.1f} samples/s")
     if outcome.metrics:
         typer.echo(metrics_table(outcome.metrics))
+
+
+def _strip_option(argv: list[str], name: str) -> list[str]:
+    """Remove ``name VALUE`` / ``name=VALUE`` from an argument list."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == name:
+            skip = True
+            continue
+        if arg.startswith(name + "="):
+            continue
+        out.append(arg)
+    return out

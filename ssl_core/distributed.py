@@ -1,0 +1,79 @@
+"""torch.distributed helpers: process-group setup from torchrun's environment, rank queries,
+and an all-gather that keeps gradients (for contrastive negatives across ranks)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE set by torchrun (1 when not launched by it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_distributed() -> bool:
+    """True when a process group with more than one rank is initialised."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's global rank (0 when not distributed)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 when not distributed)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """Rank 0 writes logs, checkpoints and exports."""
+    return rank() == 0
+
+
+def init_from_env(device_type: str) -> torch.device | None:
+    """Initialise the default process group when launched by torchrun with WORLD_SIZE > 1.
+
+    Uses NCCL on CUDA and gloo on CPU. Returns this rank's device (``cuda:LOCAL_RANK`` on GPUs),
+    or ``None`` when not distributed.
+    """
+    if env_world_size() <= 1 or not dist.is_available():
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_type == "cuda" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_mean(t: Tensor) -> Tensor:
+    """Mean of ``t`` over ranks (returns ``t`` unchanged when not distributed)."""
+    if not is_distributed():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / world_size()
+
+
+def gather_with_grad(t: Tensor) -> Tensor:
+    """Concatenate ``t`` [B, ...] from every rank along dim 0, with gradients flowing back to
+    each rank's own slice (so contrastive losses see negatives from the global batch)."""
+    if not is_distributed():
+        return t
+    import torch.distributed.nn.functional as dist_fn
+
+    return torch.cat(dist_fn.all_gather(t), dim=0)
