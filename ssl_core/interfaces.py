@@ -108,6 +108,12 @@ class Objective(nn.Module, abc.ABC):
         """Called once after training (before evaluation); write method-specific artifacts
         (e.g. MAE reconstructions as a PNG) into ``run_dir`` when it is not ``None``."""
 
+    def teacher_modules(self) -> list[nn.Module]:
+        """Modules updated only in :meth:`on_after_optimizer_step` (EMA teachers, momentum
+        encoders). They must have ``requires_grad=False``; the conformance suite checks that they
+        receive no gradient and stay out of the optimiser."""
+        return []
+
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups: no weight decay on biases and normalisation weights.
 
