@@ -4,6 +4,7 @@ from ssl_core.config import RunConfig, TrainConfig
 from ssl_core.errors import (
     ConfigError, DataError, DuplicateComponentError, NonFiniteLossError, SSLKitError, UnknownComponentError,
 )
+from ssl_core.experiment import Experiment
 from ssl_core.hookspecs import hookimpl
 from ssl_core.interfaces import Augmenter, Batch, DataModule, Encoder, Evaluator, Objective, StepInfo
 from ssl_core.registry import ComponentSpec, Registry, get_registry
@@ -14,7 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Augmenter", "Batch", "ComponentSpec", "ConfigError", "DataError", "DataModule",
-    "DuplicateComponentError", "Encoder", "Evaluator", "NonFiniteLossError", "Objective", "Registry",
+    "DuplicateComponentError", "Encoder", "Evaluator", "Experiment", "NonFiniteLossError", "Objective", "Registry",
     "RunConfig", "SSLKitError", "StepInfo", "TrainConfig", "TrainResult", "Trainer",
     "UnknownComponentError", "get_registry", "hookimpl", "resolve_config", "run_experiment",
 ]

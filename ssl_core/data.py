@@ -32,11 +32,16 @@ def default_collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def move_to_device(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> dict[str, Any]:
-    """Move every tensor in a batch dict to ``device``."""
-    return {
-        k: v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v
-        for k, v in batch.items()
-    }
+    """Move every tensor in a (possibly nested) batch dict to ``device``."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, Tensor):
+            out[k] = v.to(device, non_blocking=non_blocking)
+        elif isinstance(v, Mapping):
+            out[k] = move_to_device(v, device, non_blocking)
+        else:
+            out[k] = v
+    return out
 
 
 class TensorDictDataset(Dataset):
