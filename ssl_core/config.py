@@ -62,6 +62,8 @@ class TrainConfig:
     """Save a resumable checkpoint every N steps (and always at the end); 0 = only at the end."""
     health_every: int = 50
     """Measure embedding std / effective rank every N steps (0 = never)."""
+    probe_every: int = 0
+    """Run a kNN probe on the labelled split every N steps, logged as ``probe/knn_top1`` (0 = never)."""
     num_workers: int = 0
     """DataLoader worker processes."""
     compile: bool = False

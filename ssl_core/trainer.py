@@ -38,6 +38,7 @@ from ssl_core.config import TrainConfig
 from ssl_core.data import EpochSampler, default_collate, move_to_device
 from ssl_core.errors import ConfigError, DataError, NonFiniteLossError
 from ssl_core.evaluators.health import HealthEvaluator
+from ssl_core.evaluators.knn import KNNEvaluator
 from ssl_core.interfaces import DataModule, Objective, StepInfo
 from ssl_core.optim import apply_schedules, build_optimizer
 
@@ -231,6 +232,7 @@ class Trainer:
         self.skipped_steps = 0
         self._bad_in_a_row = 0
         self._health = HealthEvaluator(max_samples=256)
+        self._probe = KNNEvaluator()
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -326,13 +328,19 @@ class Trainer:
                     self.step += 1
                     bar.update(1)
                     done = self.step == self.total_steps
-                    if self.step % self.cfg.log_every == 0 or done or self.step == start_step + 1 or stop_everywhere:
+                    probe_due = bool(self.cfg.probe_every and self.step % self.cfg.probe_every == 0)
+                    health_due = bool(self.cfg.health_every and self.step % self.cfg.health_every == 0)
+                    if (self.step % self.cfg.log_every == 0 or done or self.step == start_step + 1
+                            or stop_everywhere or probe_due or health_due):
                         now = time.perf_counter()
                         record = {"step": self.step, "epoch": epoch, "loss": loss, **logs,
                                   "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
                                   "time_s": now - t_start}
                         if self.cfg.health_every and self.is_main and (self.step % self.cfg.health_every == 0 or done):
                             record.update({f"health/{k}": v for k, v in self._health.evaluate(self.objective.encoder, self.data).items()})
+                        if (self.cfg.probe_every and self.is_main and self.data.eval_train is not None
+                                and (self.step % self.cfg.probe_every == 0 or done)):
+                            record.update({f"probe/{k}": v for k, v in self._probe.evaluate(self.objective.encoder, self.data).items()})
                         metrics.write(record)
                         history.append(record)
                         for cb in self.callbacks:
