@@ -1,0 +1,1 @@
+"""Example sslkit plugin: VICReg."""
