@@ -1,0 +1,61 @@
+"""Registers the image-text plugin's components with sslkit (entry point ``clip``)."""
+
+from __future__ import annotations
+
+from ssl_core import hookimpl
+from ssl_clip import data
+from ssl_clip.augment import clip_crop
+from ssl_clip.encoder import open_clip_encoder
+from ssl_clip.evaluators import RetrievalEvaluator, ZeroShotEvaluator
+from ssl_clip.objective import CLIP
+
+MODALITY = "image-text"
+
+
+@hookimpl
+def register_encoders(register):  # type: ignore[no-untyped-def]
+    register("open_clip", open_clip_encoder, modality=MODALITY,
+             summary="open_clip image+text towers, random init offline (default config sslkit-clip-tiny, ~8M params)")
+
+
+@hookimpl
+def register_augmenters(register):  # type: ignore[no-untyped-def]
+    register("clip_crop", clip_crop, modality=MODALITY,
+             summary="Per-image random resized crop, batched on device (CLIP's only augmentation)")
+
+
+@hookimpl
+def register_datasets(register):  # type: ignore[no-untyped-def]
+    register("digit_captions", data.digit_captions, modality=MODALITY, builtin=True,
+             summary="UCI digits (scikit-learn) with captions built from labels + measured stroke/slant")
+    register("captions", data.caption_pairs, modality=MODALITY,
+             summary="Your pairs: .csv/.tsv (image path, caption) or WebDataset .tar shards, by suffix")
+    register("captions_csv", data.csv_pairs, modality=MODALITY,
+             summary="CSV/TSV with image path and caption columns (paths relative to the file)")
+    register("captions_wds", data.webdataset_pairs, modality=MODALITY,
+             summary="WebDataset tar shards with KEY.jpg/png + KEY.txt (+ KEY.cls) members")
+
+
+@hookimpl
+def register_evaluators(register):  # type: ignore[no-untyped-def]
+    register("clip_zero_shot", ZeroShotEvaluator, modality=MODALITY,
+             summary="Zero-shot top-1/top-5 from class-name prompt templates (Radford et al., 2021)")
+    register("clip_retrieval", RetrievalEvaluator, modality=MODALITY,
+             summary="Image->text and text->image recall@1/5/10 on held-out pairs")
+
+
+@hookimpl
+def register_objectives(register):  # type: ignore[no-untyped-def]
+    register(
+        "clip", CLIP, modality=MODALITY,
+        summary="CLIP: symmetric InfoNCE over image-caption pairs, learned temperature (Radford et al., 2021)",
+        recipe={
+            "encoder": "open_clip",
+            "encoder_kwargs": {"model": "sslkit-clip-tiny"},
+            "augmenter": "clip_crop",
+            "dataset": "digit_captions",
+            "train": {"epochs": 30, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.1,
+                      "betas": [0.9, 0.98], "warmup_fraction": 0.1, "optimizer": "adamw"},
+            "evaluators": ["clip_zero_shot", "clip_retrieval", "knn", "linear_probe", "health"],
+        },
+    )

@@ -1,0 +1,77 @@
+"""`ssl run --modality image-text --objective clip`, end to end through the console entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SSL = [sys.executable, "-c", "from ssl_core.cli import main; main()"]
+
+
+def ssl(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*SSL, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_builtin_pairs_train_export_and_evaluate(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = ssl("run", "--modality", "image-text", "--objective", "clip", "--steps", "4", "--batch-size", "32",
+              "--out", str(out), "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "built-in data: digit_captions" in res.stderr
+    metrics = json.loads((out / "eval.json").read_text())
+    for key in ("zeroshot_top1", "i2t_r1", "i2t_r10", "t2i_r5", "knn_top1", "linear_top1", "effective_rank"):
+        assert key in metrics["trained"] and key in metrics["random"], key
+    assert "zeroshot_top1" in res.stdout and "trained - random" in res.stdout
+    cfg = (out / "config.yaml").read_text()
+    assert "model: sslkit-clip-tiny" in cfg and "image_size: 16" in cfg
+    assert (out / "open_clip" / "open_clip_pytorch_model.bin").is_file()
+    assert (out / "encoder.pt").is_file()
+    # `ssl eval` rebuilds the encoder from the run directory and scores it again
+    res = ssl("eval", str(out), "--no-random", "-e", "clip_retrieval")
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = json.loads((out / "eval.json").read_text())["trained"]
+    assert again["i2t_r10"] == metrics["trained"]["i2t_r10"]
+
+
+def test_cli_user_csv_pairs(csv_pairs_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = ssl("run", "--modality", "image-text", "--objective", "clip", "--data", str(csv_pairs_dir / "pairs.csv"),
+              "--steps", "2", "--batch-size", "8", "--out", str(out), "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((out / "eval.json").read_text())["trained"]
+    assert {"zeroshot_top1", "i2t_r1", "knn_top1"} <= set(metrics)
+    assert "dataset: captions" in (out / "config.yaml").read_text()
+
+
+def test_cli_bad_csv_is_one_clear_message(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("picture,caption\na.png,hello\n")
+    res = ssl("run", "--modality", "image-text", "--objective", "clip", "--data", str(tmp_path / "p.csv"),
+              "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress")
+    assert res.returncode == 2
+    assert "no image column" in res.stderr and "dataset_kwargs.image_column" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unlabelled_webdataset_run_in_process(tmp_path: Path, digit_rgb, png_bytes, write_shard, registry) -> None:
+    """Shards without .cls train fine; the core runs only `health` on unlabelled data (no probes),
+    while held-out pairs stay available to the retrieval evaluator through extras."""
+    from ssl_clip.evaluators import RetrievalEvaluator
+    from ssl_core.runner import build_data, resolve_config, run_experiment
+
+    samples = [(f"k{i:03d}", png_bytes(arr), f"a digit, scan {i}", None) for i, (arr, _) in enumerate(digit_rgb(8))]
+    write_shard(tmp_path / "shard-0.tar", samples)
+    cfg = resolve_config("clip", registry=registry, overrides={
+        "data": str(tmp_path / "shard-0.tar"), "out": str(tmp_path / "run"),
+        "train": {"epochs": None, "steps": 2, "batch_size": 8, "progress": False, "health_every": 0}})
+    assert cfg.dataset == "captions"
+    outcome = run_experiment(cfg, registry=registry)
+    assert set(outcome.metrics["trained"]) == {"embed_std", "embed_std_ratio", "effective_rank"}
+    data = build_data(cfg, registry)
+    held_out = data.extras["retrieval_split"]
+    assert len(held_out) == 5 and data.eval_test is None
+    m = RetrievalEvaluator(ks=(1, 5)).evaluate(outcome.objective.encoder, data)
+    assert m["i2t_r5"] == 1.0 and 0.0 <= m["i2t_r1"] <= 1.0  # 5 unique captions: all within top 5
