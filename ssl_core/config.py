@@ -66,6 +66,8 @@ class TrainConfig:
     """Run a kNN probe on the labelled split every N steps, logged as ``probe/knn_top1`` (0 = never)."""
     num_workers: int = 0
     """DataLoader worker processes."""
+    num_threads: int | None = None
+    """CPU threads for torch ops (``None``: torch's default). 1 is often faster on busy shared CPUs."""
     compile: bool = False
     """Wrap the training step in ``torch.compile``."""
     sync_batchnorm: bool = False

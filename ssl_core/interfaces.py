@@ -162,6 +162,8 @@ class Evaluator(abc.ABC):
     """
 
     name: str = ""
+    needs_labels: bool = True
+    """False for evaluators that work on unlabelled data (health, retrieval on held-out pairs)."""
     out_dir: "Path | None" = None
     """Set by the runner to the run directory before :meth:`evaluate`; evaluators that write
     pictures (nearest-neighbour grids, ...) put them there. ``None`` means write nothing."""

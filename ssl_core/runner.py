@@ -116,14 +116,13 @@ def evaluate_encoder(
 ) -> dict[str, float]:
     """Run every evaluator named in ``cfg.evaluators``; return their merged metrics."""
     registry = registry or get_registry()
-    if data.eval_train is None or data.eval_test is None:
-        names = [n for n in cfg.evaluators if n == "health"]  # probes need labels
-    else:
-        names = list(cfg.evaluators)
+    labelled = data.eval_train is not None and data.eval_test is not None
     results: dict[str, float] = {}
-    for name in names:
+    for name in cfg.evaluators:
         spec = registry.get("evaluator", name)
         evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+        if getattr(evaluator, "needs_labels", True) and not labelled:
+            continue  # probes need labels; unlabelled data still gets health/retrieval
         evaluator.out_dir = out_dir
         results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
     return results

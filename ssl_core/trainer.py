@@ -187,6 +187,8 @@ class Trainer:
         self.cfg = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks or [])
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
         self.device = resolve_device(config.device)
         dist_device = D.init_from_env(self.device.type)  # launched by torchrun with WORLD_SIZE > 1
         if dist_device is not None:

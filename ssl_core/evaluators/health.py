@@ -46,6 +46,7 @@ class HealthEvaluator(Evaluator):
     """Embedding std and effective rank on (up to ``max_samples``) evaluation samples."""
 
     name = "health"
+    needs_labels = False
 
     def __init__(self, max_samples: int = 512, batch_size: int = 256) -> None:
         self.max_samples, self.batch_size = max_samples, batch_size
