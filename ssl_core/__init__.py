@@ -1,5 +1,12 @@
 """sslkit core: interfaces, plugin registry, the shared Trainer, evaluators and the `ssl` CLI."""
 
+import os as _os
+
+# OpenMP threads that spin while waiting make small CPU steps many times slower when other work
+# shares the cores (measured 3-90x here); sleeping waits cost little elsewhere. Must be set before
+# torch loads its OpenMP runtime; an explicit user setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ssl_core.config import RunConfig, TrainConfig
 from ssl_core.errors import (
     ConfigError, DataError, DuplicateComponentError, NonFiniteLossError, SSLKitError, UnknownComponentError,
