@@ -1,0 +1,141 @@
+"""wav2vec 2.0 and HuBERT pieces: distractors, contrastive logits, MFCC/k-means targets, iteration 2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssl_audio.encoders import Wav2Vec2Encoder
+from ssl_audio.hubert import HuBERT, LayerTargets, MFCCFeatures, MFCCTargets
+from ssl_audio.kmeans import KMeans, fit_kmeans
+from ssl_audio.wav2vec2 import Wav2Vec2, contrastive_logits, sample_distractors, scale_grad
+from ssl_core.errors import ConfigError
+from ssl_core.interfaces import StepInfo
+
+
+def _step(i: int = 0, total: int = 10) -> StepInfo:
+    return StepInfo(i, total, 0, torch.Generator().manual_seed(i))
+
+
+def test_distractors_come_from_other_masked_frames_of_the_same_utterance():
+    mask = torch.zeros(3, 30, dtype=torch.bool)
+    mask[0, 2:12] = True
+    mask[1, 5:25] = True
+    mask[2, 7] = True  # a single masked frame: nothing else to draw
+    idx = sample_distractors(mask, 200, torch.Generator().manual_seed(0))
+    rows = mask.nonzero(as_tuple=True)[0]
+    assert idx.shape == (31, 200)
+    assert torch.equal(rows[idx], rows[:, None].expand_as(idx))  # same utterance
+    own = torch.arange(31)[:, None]
+    assert not (idx[:30] == own[:30]).any()  # never the frame itself when there is a choice
+    assert (idx[30] == 30).all()
+    counts = torch.bincount(idx[:10].flatten(), minlength=31)[:10]
+    assert counts.min() > 120  # ~uniform over the 9 others (10 x 200 / 10 = 200 each, minus self)
+
+
+def test_contrastive_logits_put_the_target_first_and_hide_identical_distractors():
+    q = F.normalize(torch.randn(6, 16), dim=1)
+    q[3] = q[1]  # same code twice
+    idx = torch.tensor([[1, 2, 3]] * 6)
+    logits = contrastive_logits(q.clone(), q, idx, temperature=0.1)
+    assert logits.shape == (6, 4)
+    assert torch.allclose(logits[:, 0], torch.full((6,), 10.0), atol=1e-4)  # cos = 1 at T = 0.1
+    assert torch.isinf(logits[1, 1]) and torch.isinf(logits[1, 3])  # the distractor equal to q[1]
+    assert F.cross_entropy(logits, torch.zeros(6, dtype=torch.long)) < F.cross_entropy(
+        contrastive_logits(torch.randn(6, 16), q, idx, 0.1), torch.zeros(6, dtype=torch.long))
+
+
+def test_grad_multiply_scales_only_the_gradient():
+    x = torch.ones(3, requires_grad=True)
+    y = scale_grad(x, 0.1)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.full((3,), 0.1))
+
+
+def test_wav2vec2_step_is_finite_and_trains_every_part():
+    torch.manual_seed(0)
+    obj = Wav2Vec2(Wav2Vec2Encoder(size="tiny"), num_negatives=10, codebook_entries=16, codevector_dim=16, final_dim=16)
+    wave = torch.randn(4, 12000)
+    out = obj.training_step({"waveform": wave, "lengths": torch.tensor([12000, 9000, 7000, 4000])}, _step())
+    assert torch.isfinite(out["loss"])
+    assert 0.3 < float(out["mask_frac"]) < 0.9 and float(out["code_ppl"]) > 1
+    out["loss"].backward()
+    for name in ("quantizer.weight_proj.weight", "quantizer.codebook", "mask_embedding", "project_q.weight",
+                 "encoder.model.feature_extractor.conv_layers.0.conv.weight"):
+        assert dict(obj.named_parameters())[name].grad.abs().sum() > 0, name
+
+
+def test_mfcc_frames_line_up_with_encoder_frames():
+    enc, mfcc = Wav2Vec2Encoder(size="tiny"), MFCCFeatures()
+    for n in (400, 1000, 8000, 16000, 23456):
+        feats, frames = mfcc(torch.randn(2, n), torch.tensor([n, n - 80]))
+        assert feats.shape[2] == 39
+        _, enc_frames = enc.extract(torch.randn(2, n), torch.tensor([n, n - 80]))
+        assert torch.equal(frames, enc_frames) and feats.shape[1] == enc_frames[0]
+
+
+def test_kmeans_recovers_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + 0.3 * torch.randn(100, 2, generator=g) for c in centres])
+    c, inertia = fit_kmeans(x, 3, seed=1)
+    assert torch.cdist(centres, c).min(1).values.max() < 0.2
+    assert inertia < 1.3 * 300 * 2 * 0.3**2  # ~ the noise variance: nothing left unexplained
+    labels = KMeans(c)(x)
+    assert all(len(torch.unique(labels[i * 100:(i + 1) * 100])) == 1 for i in range(3))
+
+
+def test_hubert_targets_come_from_kmeans_fitted_on_training_mfccs(tiny_words):
+    torch.manual_seed(0)
+    obj = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, num_clusters=12, final_dim=16)
+    assert isinstance(obj.targets, MFCCTargets) and obj.targets.kmeans.centroids.shape == (12, 39)
+    batch = tiny_words.collate([tiny_words.train[i] for i in range(6)])
+    feats, frames = obj.targets.features(batch["waveform"], batch["lengths"])
+    labels = obj.targets(batch["waveform"], batch["lengths"], feats.shape[1])
+    km = obj.targets.kmeans
+    manual = torch.cdist((feats - km.mean) / km.std, km.centroids[None]).argmin(-1)
+    assert torch.equal(labels, manual)
+    valid = labels[torch.arange(feats.shape[1])[None] < frames[:, None]]
+    assert len(torch.unique(valid)) >= 6  # speech frames spread over many units
+    # the fitted centroids explain the MFCC frames far better than random data points would
+    from ssl_audio.hubert import collect_frames
+    x = (collect_frames(obj.targets, tiny_words.train) - km.mean) / km.std
+    fitted = torch.cdist(x, km.centroids).min(1).values.pow(2).sum()
+    rand = torch.cdist(x, x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:12]]).min(1).values.pow(2).sum()
+    assert fitted < 0.8 * rand
+    out = obj.training_step(batch, _step())
+    assert torch.isfinite(out["loss"]) and 0 <= float(out["acc_masked"]) <= 1
+
+
+def test_hubert_iteration_two_uses_a_frozen_trained_layer(tiny_words, tmp_path):
+    teacher = Wav2Vec2Encoder(size="tiny", num_layers=2)
+    torch.save({"encoder": "wav2vec2_small", "encoder_kwargs": {"size": "tiny", "num_layers": 2},
+                "modality": "audio", "state_dict": teacher.state_dict()}, tmp_path / "encoder.pt")
+    obj = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, targets_from=str(tmp_path),
+                 target_layer=1, num_clusters=8, final_dim=16)
+    assert isinstance(obj.targets, LayerTargets) and obj.targets.layer == 1
+    assert obj.targets.kmeans.centroids.shape == (8, 32)
+    assert obj.label_embeddings.shape[0] == 8
+    loaded = obj.targets.teacher
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), teacher.state_dict().values()))
+    before = {k: v.clone() for k, v in loaded.state_dict().items()}
+    opt = torch.optim.AdamW([p for g in obj.param_groups(0.01) for p in g["params"]], lr=1e-2)
+    obj.train()
+    assert not loaded.training  # frozen teacher stays in eval mode
+    batch = tiny_words.collate([tiny_words.train[i] for i in range(4)])
+    out = obj.training_step(batch, _step())
+    out["loss"].backward()
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in loaded.state_dict().items())
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_hubert_configuration_errors_say_how_to_fix_them(tiny_words, tmp_path):
+    with pytest.raises(ConfigError, match="target_data"):
+        HuBERT(Wav2Vec2Encoder(size="tiny"))
+    with pytest.raises(ConfigError, match="targets_from"):
+        HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, target_layer=3)
+    with pytest.raises(Exception, match="encoder.pt"):
+        HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, targets_from=str(tmp_path))
