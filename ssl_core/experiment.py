@@ -105,7 +105,10 @@ class MultiObjective(Objective):
     def on_train_end(self, run_dir: Path | None, data: DataModule) -> None:
         for t in self.tasks:
             sub = data.extras.get("streams", {}).get(t.stream, data)
-            t.objective.on_train_end(None if run_dir is None else run_dir / t.name, sub)
+            task_dir = None if run_dir is None else run_dir / t.name
+            if task_dir is not None:
+                task_dir.mkdir(parents=True, exist_ok=True)  # each objective writes its artifacts here
+            t.objective.on_train_end(task_dir, sub)
 
     def teacher_modules(self) -> list[nn.Module]:
         return [m for t in self.tasks for m in t.objective.teacher_modules()]

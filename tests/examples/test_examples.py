@@ -1,0 +1,49 @@
+"""The Experiment examples run end to end at tiny size (the same scripts a user runs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run(script: str, *args: str) -> str:
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    res = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_slip_clip_plus_simclr(tmp_path: Path) -> None:
+    out = run("slip_clip_simclr.py", "--steps", "4", "--batch-size", "16", "--out", str(tmp_path))
+    assert "clip/loss" in out and "simclr/loss" in out and "zeroshot_top1" in out
+    assert (tmp_path / "metrics.jsonl").exists()
+
+
+def test_vision_and_audio_side_by_side(tmp_path: Path) -> None:
+    out = run("vision_and_audio.py", "--steps", "3", "--batch-size", "8", "--out", str(tmp_path))
+    assert "simclr    kNN top-1" in out and "wav2vec2  kNN top-1" in out
+    assert (tmp_path / "wav2vec2").is_dir()  # each objective's artifacts land in its own folder
+
+
+def test_compare_objectives(tmp_path: Path) -> None:
+    out = run("compare_objectives.py", "--steps", "3", "--objectives", "simclr", "vicreg", "--out", str(tmp_path))
+    assert "comparison page" in out
+    assert (tmp_path / "comparison" / "index.html").exists()
+    assert (tmp_path / "simclr" / "report" / "index.html").exists()
+
+
+def test_trainer_example(tmp_path: Path) -> None:
+    out = run("train_with_trainer.py", "--steps", "3")
+    assert "kNN top-1: trained" in out
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_every_example_has_help(script: str) -> None:
+    assert "usage" in run(script, "--help").lower()
