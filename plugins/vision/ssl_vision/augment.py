@@ -59,7 +59,8 @@ def random_resized_crop(
     theta[:, 1, 1] = h
     theta[:, 1, 2] = cy
     grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    # crops lie inside the image; "border" only decides the half pixel bilinear sampling may touch
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def grayscale(x: Tensor) -> Tensor:
@@ -152,7 +153,8 @@ class ViewRecipe:
     def apply(self, x: Tensor, g: torch.Generator) -> Tensor:
         """Augment a [0, 1] float batch into one view of side ``size``."""
         v = random_resized_crop(x, self.size, g, self.scale, hflip_p=self.hflip_p)
-        v = color_jitter(v, g, self.brightness, self.contrast, self.saturation, self.hue, self.jitter_p)
+        if self.jitter_p > 0:
+            v = color_jitter(v, g, self.brightness, self.contrast, self.saturation, self.hue, self.jitter_p)
         if self.gray_p > 0 and v.shape[1] == 3:
             gray = _bernoulli(v.shape[0], self.gray_p, g, v.device).view(-1, 1, 1, 1)
             v = torch.where(gray, grayscale(v), v)
@@ -185,3 +187,63 @@ class TwoViewAugmenter(Augmenter):
     def __call__(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = to_float_images(batch["image"])
         return self.view1.apply(x, generator), self.view2.apply(x, generator)
+
+
+def byol_views(image_size: int = 32, hflip_p: float = 0.5, scale: tuple[float, float] = (0.08, 1.0),
+               **overrides: Any) -> TwoViewAugmenter:
+    """BYOL's asymmetric pair (Grill et al., 2020, Table 6): view 1 always blurred, never
+    solarised; view 2 blurred with p=0.1 and solarised with p=0.2. Jitter/grayscale as SimCLR."""
+    return TwoViewAugmenter(image_size=image_size, hflip_p=hflip_p, scale=scale,
+                            blur_p=(1.0, 0.1), solarize_p=(0.0, 0.2), **overrides)
+
+
+class MultiCropAugmenter(Augmenter):
+    """DINO's multi-crop (Caron et al., 2021, Sec. 3.1 and Appendix; after SwAV, Caron et al., 2020).
+
+    Returns a list ``[global_1, global_2, local_1, ..., local_n]``: two global views of side
+    ``image_size`` covering ``global_scale`` of the image and ``n_local`` local views of side
+    ``local_size`` covering ``local_scale``. As in DINO's data pipeline, global view 1 is always
+    blurred, global view 2 is blurred with p=0.1 and solarised with p=0.2, and local views are
+    blurred with p=0.5; all get flips, colour jitter (p=0.8) and grayscale (p=0.2).
+
+    Deviation: DINO uses 224/96 px crops (local side ~0.43 of the global one); the default local
+    side here is ``image_size // 2`` so it stays a multiple of small ViT patch sizes. All local
+    crops of a batch are produced in one batched call (``B * n_local`` per-sample draws).
+    """
+
+    def __init__(self, image_size: int = 32, local_size: int | None = None, n_local: int = 6,
+                 global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.05, 0.4),
+                 hflip_p: float = 0.5, jitter_p: float = 0.8, gray_p: float = 0.2) -> None:
+        if n_local < 0:
+            raise ValueError(f"n_local must be >= 0, got {n_local}")
+        local_size = local_size or max(1, image_size // 2)
+        common = dict(hflip_p=hflip_p, jitter_p=jitter_p, gray_p=gray_p)
+        self.global1 = ViewRecipe(size=image_size, scale=tuple(global_scale), blur_p=1.0, **common)  # type: ignore[arg-type]
+        self.global2 = ViewRecipe(size=image_size, scale=tuple(global_scale), blur_p=0.1, solarize_p=0.2, **common)  # type: ignore[arg-type]
+        self.local = ViewRecipe(size=local_size, scale=tuple(local_scale), blur_p=0.5, **common)  # type: ignore[arg-type]
+        self.n_local = n_local
+
+    @property
+    def n_views(self) -> int:
+        """Number of views returned per image (2 global + ``n_local``)."""
+        return 2 + self.n_local
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> list[Tensor]:
+        x = to_float_images(batch["image"])
+        views = [self.global1.apply(x, generator), self.global2.apply(x, generator)]
+        if self.n_local:
+            local = self.local.apply(x.repeat(self.n_local, 1, 1, 1), generator)
+            views += list(local.chunk(self.n_local))
+        return views
+
+
+class SingleViewAugmenter(Augmenter):
+    """One random-resized crop + flip per image and nothing else: MAE's pre-training
+    augmentation (He et al., 2022, Appendix A.1: crop scale 0.2-1, horizontal flip)."""
+
+    def __init__(self, image_size: int = 32, hflip_p: float = 0.5, scale: tuple[float, float] = (0.2, 1.0)) -> None:
+        self.view = ViewRecipe(size=image_size, scale=tuple(scale), hflip_p=hflip_p, jitter_p=0.0,  # type: ignore[arg-type]
+                               gray_p=0.0, blur_p=0.0, solarize_p=0.0)
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Tensor:
+        return self.view.apply(to_float_images(batch["image"]), generator)

@@ -1,4 +1,5 @@
-"""Vision data sources: the built-in digits set and folders of images.
+"""Vision data sources: the built-in digits set and folders of images (WebDataset shards are in
+:mod:`ssl_vision.shards`).
 
 Samples are dicts ``{"image": uint8 [C, H, W], "label": int}``; augmentation happens later, on
 the training device, in whole batches.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -66,7 +68,60 @@ def digits(path: str | None = None, image_size: int = 16, test_fraction: float =
     )
 
 
-class ImageFolderDataset(Dataset):
+def decode_image(source: "str | Path | IO[bytes]", image_size: int, channels: int) -> Tensor:
+    """Decode an image file (path or binary file object) to uint8 ``[channels, size, size]``:
+    converted to grey (1 channel) or RGB (3), resized on the short side and centre-cropped."""
+    from PIL import Image
+
+    with Image.open(source) as im:
+        im = im.convert("L" if channels == 1 else "RGB")
+        im = _resize_center_crop(im, image_size)
+        arr = np.asarray(im, dtype=np.uint8)
+    t = torch.from_numpy(arr.copy())
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+class SkippingImageDataset(Dataset):
+    """Base of the file-backed image datasets: an unreadable image is reported once by where it
+    lives (a path, or ``shard.tar:member``) and replaced by the next readable one, so a long run
+    never dies on one corrupt file. Subclasses implement :meth:`_load` and :meth:`_where`."""
+
+    labels: list[int] | None
+
+    def __init__(self) -> None:
+        self.bad: set[int] = set()
+
+    def _load(self, j: int) -> Tensor:
+        raise NotImplementedError
+
+    def _where(self, j: int) -> str:
+        raise NotImplementedError
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Where the images skipped so far (in this process) live, e.g. their paths."""
+        return [self._where(j) for j in sorted(self.bad)]
+
+    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
+        n = len(self)  # type: ignore[arg-type]
+        for offset in range(n):
+            j = (i + offset) % n
+            if j in self.bad:
+                continue
+            try:
+                image = self._load(j)
+            except Exception as exc:  # PIL and tarfile raise many types for corrupt data
+                self.bad.add(j)
+                warnings.warn(f"Skipping unreadable image {self._where(j)}: {exc}", stacklevel=2)
+                continue
+            sample: dict[str, Tensor | int] = {"image": image}
+            if self.labels is not None:
+                sample["label"] = self.labels[j]
+            return sample
+        raise DataError(f"None of the {n} images could be read; check the files' formats.")
+
+
+class ImageFolderDataset(SkippingImageDataset):
     """Images under a folder, decoded on access and resized to a fixed square size.
 
     Class sub-folders (``root/<class>/*.jpg``) give labels; flat folders give unlabelled data.
@@ -75,40 +130,18 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self, files: list[Path], labels: list[int] | None, image_size: int, channels: int) -> None:
+        super().__init__()
         self.files, self.labels = files, labels
         self.image_size, self.channels = image_size, channels
-        self.bad: set[Path] = set()
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _load(self, path: Path) -> Tensor:
-        from PIL import Image
+    def _load(self, j: int) -> Tensor:
+        return decode_image(self.files[j], self.image_size, self.channels)
 
-        with Image.open(path) as im:
-            im = im.convert("L" if self.channels == 1 else "RGB")
-            im = _resize_center_crop(im, self.image_size)
-            arr = np.asarray(im, dtype=np.uint8)
-        t = torch.from_numpy(arr.copy())
-        return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-
-    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
-        for offset in range(len(self.files)):
-            j = (i + offset) % len(self.files)
-            path = self.files[j]
-            if path in self.bad:
-                continue
-            try:
-                image = self._load(path)
-            except Exception as exc:  # PIL raises many types for corrupt files
-                self.bad.add(path)
-                warnings.warn(f"Skipping unreadable image {path}: {exc}", stacklevel=2)
-                continue
-            sample: dict[str, Tensor | int] = {"image": image}
-            if self.labels is not None:
-                sample["label"] = self.labels[j]
-            return sample
-        raise DataError(f"None of the {len(self.files)} images could be read; check the files' formats.")
+    def _where(self, j: int) -> str:
+        return str(self.files[j])
 
 
 def _resize_center_crop(im, size: int):  # type: ignore[no-untyped-def]
@@ -142,10 +175,10 @@ def image_folder(
     else:
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DataError(
-            f"No images found under {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
-            "Put images in the folder or in one sub-folder per class."
-        )
+        shards = sorted(root.rglob("*.tar"))
+        hint = (f" Found {len(shards)} .tar shard(s): read them with --dataset webdataset." if shards
+                else " Put images in the folder or in one sub-folder per class.")
+        raise DataError(f"No images found under {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).{hint}")
     extras = {"encoder_kwargs": {"in_channels": channels}, "augmenter_kwargs": {"image_size": image_size}}
     if labels is None or len(classes) < 2:
         ds = ImageFolderDataset(files, labels, image_size, channels)

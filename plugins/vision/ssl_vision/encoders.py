@@ -45,7 +45,10 @@ def _stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequentia
 
 
 class ResNetEncoder(Encoder):
-    """A ResNet trunk with global average pooling; input [B, C, H, W] in [0, 1], output [B, D]."""
+    """A ResNet trunk with global average pooling; input [B, C, H, W] in [0, 1], output [B, D].
+
+    ``pool`` is accepted for symmetry with the ViT encoders (only ``"mean"``, global average).
+    """
 
     modality = "vision"
     input_key = "image"
@@ -59,8 +62,11 @@ class ResNetEncoder(Encoder):
         blocks: Sequence[int] = (1, 1, 1, 1),
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
+        if pool != "mean":
+            raise ValueError(f"ResNetEncoder pools by global average only (pool='mean'), got pool={pool!r}.")
         mean = list(mean) if mean is not None else [0.5] * in_channels
         std = list(std) if std is not None else [0.25] * in_channels
         self.normalize = _Normalize(mean, std)
