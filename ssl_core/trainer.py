@@ -338,10 +338,10 @@ class Trainer:
                         record = {"step": self.step, "epoch": epoch, "loss": loss, **logs,
                                   "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
                                   "time_s": now - t_start}
-                        if self.cfg.health_every and self.is_main and (self.step % self.cfg.health_every == 0 or done):
+                        if self.cfg.health_every and self.is_main and (health_due or done):
                             record.update({f"health/{k}": v for k, v in self._health.evaluate(self.objective.encoder, self.data).items()})
                         if (self.cfg.probe_every and self.is_main and self.data.eval_train is not None
-                                and (self.step % self.cfg.probe_every == 0 or done)):
+                                and (probe_due or done)):
                             record.update({f"probe/{k}": v for k, v in self._probe.evaluate(self.objective.encoder, self.data).items()})
                         metrics.write(record)
                         history.append(record)
@@ -349,10 +349,10 @@ class Trainer:
                             cb(record)
                         bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
                         t_log, samples_since_log = now, 0
-                    if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or done:
+                    checkpoint_due = bool(self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0)
+                    if checkpoint_due or done or stop_everywhere:
                         self.save_checkpoint()
                     if stop_everywhere:
-                        self.save_checkpoint()
                         raise TrainingInterrupted(
                             f"Stopped by signal {stop.signum or 'on another rank'} at step {self.step}; checkpoint saved. "
                             "Continue with --resume."
