@@ -74,6 +74,13 @@ class TrainConfig:
     """Convert BatchNorm layers to SyncBatchNorm when training on several processes."""
     find_unused_parameters: bool = False
     """DDP option for objectives whose steps leave some trainable parameters unused."""
+    strategy: str = "auto"
+    """How several processes share the model: ``ddp`` (a full copy per rank), ``fsdp`` (parameters,
+    gradients and optimiser state sharded over ranks; for encoders too large for one device), or
+    ``auto`` (= ddp). Ignored on one process."""
+    fsdp_min_params: int = 100_000
+    """Under ``fsdp``: blocks inside ``nn.ModuleList``/``nn.Sequential`` with at least this many
+    parameters are sharded as units (one all-gather each); everything else is sharded with the root."""
     nan_policy: str = "skip"
     """On a NaN/inf loss: ``skip`` the step (stop after ``max_bad_steps`` in a row) or ``stop``."""
     max_bad_steps: int = 10
@@ -256,6 +263,7 @@ def validate_choices(cfg: RunConfig) -> None:
         ("train.optimizer", t.optimizer, {"adamw", "lars", "sgd"}),
         ("train.precision", t.precision, {"auto", "fp32", "bf16", "fp16"}),
         ("train.nan_policy", t.nan_policy, {"skip", "stop"}),
+        ("train.strategy", t.strategy, {"auto", "ddp", "fsdp"}),
     ]
     for path, value, allowed in checks:
         if value not in allowed:

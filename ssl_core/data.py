@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 
 def default_collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -96,3 +97,58 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.batches_per_epoch() * self.batch_size - self.start)
+
+
+WORKER_KEY = "__stream_worker__"
+"""Sample field a :class:`ResumableStream` adds: which DataLoader worker produced the sample."""
+POSITION_KEY = "__stream_position__"
+"""Sample field a :class:`ResumableStream` adds: how many raw items its worker has read so far."""
+
+
+class ResumableStream(IterableDataset):
+    """An iterable dataset (data read as a stream, never all at once) the Trainer can split
+    over ranks and DataLoader workers and resume mid-epoch.
+
+    Subclasses implement :meth:`iter_raw` (cheap, undecoded items for one slot in one epoch, in a
+    deterministic order) and :meth:`decode`. The Trainer calls :meth:`set_state` before each pass.
+    ``skip[w]`` is how many raw items worker ``w`` had read when its last consumed sample was
+    produced. Those items are read again and dropped without decoding, so a resumed run sees
+    exactly the samples an uninterrupted run would have seen. Each yielded sample carries
+    :data:`WORKER_KEY` and :data:`POSITION_KEY`; the Trainer removes both and keeps the
+    position for its checkpoint.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch, self.rank, self.world_size = 0, 0, 1
+        self.skip: dict[int, int] = {}
+
+    def set_state(self, epoch: int, rank: int = 0, world_size: int = 1, skip: Mapping[int, int] | None = None) -> None:
+        """Select the epoch, this process's rank, and how much each worker already delivered."""
+        self.epoch, self.rank, self.world_size = epoch, rank, world_size
+        self.skip = dict(skip or {})
+
+    def iter_raw(self, slot: int, num_slots: int, epoch: int) -> Iterator[Any]:
+        """Undecoded items of slot ``slot`` out of ``num_slots`` (= ranks x workers) for ``epoch``.
+
+        Slots must be disjoint and together cover the epoch's data.
+        """
+        raise NotImplementedError
+
+    def decode(self, raw: Any) -> dict[str, Any] | None:
+        """Turn one raw item into a sample dict (``None``: unreadable, skip it after warning)."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        slot = self.rank * num_workers + worker
+        raw = self.iter_raw(slot, self.world_size * num_workers, self.epoch)
+        start = self.skip.get(worker, 0)
+        for position, item in enumerate(itertools.islice(raw, start, None), start=start + 1):
+            sample = self.decode(item)
+            if sample is None:  # unreadable item: decode() warned, and the position moves on
+                continue
+            sample[WORKER_KEY] = worker
+            sample[POSITION_KEY] = position
+            yield sample

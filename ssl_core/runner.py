@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 import torch
 import yaml
 
+from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
 from ssl_core.errors import ConfigError, DataError
@@ -164,12 +165,17 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
         save_yaml(cfg, run_dir / CONFIG_FILE)
     try:
         result = trainer.fit(resume=resume)
+        # under FSDP every rank holds a shard: gather the full weights (a collective) for rank 0
+        full_state = trainer.full_objective_state() if trainer.fsdp is not None else None
     finally:
-        if trainer.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        if trainer.world_size > 1:
+            D.shutdown()
     metrics: dict[str, dict[str, float]] = {}
     if not trainer.is_main:  # rank 0 exports and evaluates
         return RunOutcome(run_dir, result, metrics, objective)
+    if full_state is not None:  # rebuild an unsharded objective on rank 0 to export and evaluate
+        objective = build_objective(cfg, build_encoder(cfg, data, registry), data, registry).to(trainer.device)
+        objective.load_state_dict(full_state)
     export_encoder(objective.encoder, cfg, run_dir / ENCODER_FILE)
     objective.on_train_end(run_dir, data)
     if evaluate and cfg.evaluators:

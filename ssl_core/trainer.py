@@ -25,6 +25,7 @@ import json
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -35,7 +36,8 @@ from torch.utils.data import DataLoader
 from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, load_checkpoint
 from ssl_core.config import TrainConfig
-from ssl_core.data import EpochSampler, default_collate, move_to_device
+from ssl_core import sharding
+from ssl_core.data import POSITION_KEY, WORKER_KEY, EpochSampler, ResumableStream, default_collate, move_to_device
 from ssl_core.errors import ConfigError, DataError, NonFiniteLossError
 from ssl_core.evaluators.health import HealthEvaluator
 from ssl_core.evaluators.knn import KNNEvaluator
@@ -78,7 +80,7 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 
 class _StepModule(torch.nn.Module):
-    """Exposes ``objective.training_step`` as ``forward`` so DistributedDataParallel can wrap it."""
+    """Exposes ``objective.training_step`` as ``forward`` so DDP or FSDP can wrap it."""
 
     def __init__(self, objective: Objective) -> None:
         super().__init__()
@@ -202,25 +204,47 @@ class Trainer:
                 f"grad_accum x processes ({config.grad_accum} x {self.world_size})."
             )
         self.micro_batch = config.batch_size // config.grad_accum // self.world_size
-        n = len(data.train)  # type: ignore[arg-type]
-        if n == 0:
-            raise DataError("The training dataset is empty. Check the data path and file formats.")
-        self.sampler = EpochSampler(n, config.seed, self.micro_batch, self.rank, self.world_size)
-        self.steps_per_epoch = self.sampler.batches_per_epoch() // config.grad_accum
-        if self.steps_per_epoch == 0:
-            raise DataError(
-                f"train.batch_size ({config.batch_size}) is larger than the training data "
-                f"({n} samples). Use --batch-size {max(1, n // 2)} or less, or add data."
-            )
+        self.stream = data.train if isinstance(data.train, ResumableStream) else None
+        # where each rank's stream workers are (raw items read), saved in checkpoints
+        self.stream_epoch = 0
+        self.stream_positions: dict[int, int] = {}
+        if self.stream is not None:
+            self.sampler = None
+            self.steps_per_epoch = self._stream_steps_per_epoch()
+            if config.steps is None and self.steps_per_epoch is None:
+                raise ConfigError(
+                    "The training data is a stream of unknown length, so train.epochs cannot be turned into "
+                    "steps. Set train.steps (--steps N), or give the dataset samples_per_epoch."
+                )
+        else:
+            n = len(data.train)  # type: ignore[arg-type]
+            if n == 0:
+                raise DataError("The training dataset is empty. Check the data path and file formats.")
+            self.sampler = EpochSampler(n, config.seed, self.micro_batch, self.rank, self.world_size)
+            self.steps_per_epoch = self.sampler.batches_per_epoch() // config.grad_accum
+            if self.steps_per_epoch == 0:
+                raise DataError(
+                    f"train.batch_size ({config.batch_size}) is larger than the training data "
+                    f"({n} samples). Use --batch-size {max(1, n // 2)} or less, or add data."
+                )
         self.total_steps = config.steps if config.steps is not None else config.epochs * self.steps_per_epoch  # type: ignore[operator]
         if config.sync_batchnorm and self.world_size > 1:
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
         self.objective.to(self.device)
+        self.fsdp: torch.nn.Module | None = None
+        if self.world_size > 1 and config.strategy == "fsdp":
+            # sharding swaps parameters for DTensors, so it comes before the optimiser is built
+            self.fsdp = sharding.shard_step_module(_StepModule(objective), config.fsdp_min_params)
+            if (config.health_every or config.probe_every) and self.is_main:
+                warnings.warn("train.health_every/probe_every are not run during FSDP training (the "
+                              "encoder's weights are sharded); the final evaluation runs on the gathered weights.")
         self.optimizer = build_optimizer(self.objective.param_groups(config.weight_decay), config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         self.step_fn: Callable[..., dict[str, torch.Tensor]] = objective.training_step
-        if self.world_size > 1:
+        if self.fsdp is not None:
+            self.step_fn = self.fsdp
+        elif self.world_size > 1:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 _StepModule(objective),
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -248,51 +272,153 @@ class Trainer:
         """
         if self.checkpoint_path is None:
             return
+        # collectives first, on every rank: FSDP gathers full tensors, streams gather positions
+        if self.fsdp is not None:
+            model_state = sharding.full_model_state(self.fsdp)
+            optim_state = sharding.full_optimizer_state(self.fsdp, self.optimizer)
+        stream_state = self._gather_stream_state() if self.stream is not None else None
         if not self.is_main:
             D.barrier()
             return
         state = {
             "step": self.step,
             "total_steps": self.total_steps,
-            "objective": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "objective": model_state if self.fsdp is not None else self.objective.state_dict(),
+            "optimizer": optim_state if self.fsdp is not None else self.optimizer.state_dict(),
+            "optimizer_format": "by_name" if self.fsdp is not None else "torch",
             "scaler": self.scaler.state_dict(),
             "skipped_steps": self.skipped_steps,
             "torch_version": torch.__version__,
             "world_size": self.world_size,
+            "stream": stream_state,
         }
         atomic_torch_save(state, self.checkpoint_path)
         D.barrier()
+
+    def _gather_stream_state(self) -> dict[str, Any]:
+        """Every rank's stream worker positions (collective when distributed)."""
+        mine = dict(self.stream_positions)
+        if self.world_size > 1:
+            every: list[Any] = [None] * self.world_size
+            torch.distributed.all_gather_object(every, mine)
+        else:
+            every = [mine]
+        return {"epoch": self.stream_epoch, "positions": every, "num_workers": self.cfg.num_workers}
+
+    def full_objective_state(self) -> dict[str, torch.Tensor]:
+        """The objective's full state dict: gathered from the shards under FSDP (a collective every
+        rank must call; only rank 0 receives the tensors), else the objective's own."""
+        if self.fsdp is not None:
+            return sharding.full_model_state(self.fsdp)
+        return self.objective.state_dict()
 
     def load_checkpoint(self, path: str | Path | None = None) -> int:
         """Restore objective, optimiser and step from a checkpoint; return the step reached."""
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None or not path.exists():
             raise DataError(f"No checkpoint to resume from at {path}. Start without --resume.")
-        state = load_checkpoint(path, map_location=self.device)
-        self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = load_checkpoint(path, map_location="cpu" if self.fsdp is not None else self.device)
+        saved_format = state.get("optimizer_format", "torch")
+        wanted = "by_name" if self.fsdp is not None else "torch"
+        if saved_format != wanted:
+            kind = {"by_name": "FSDP", "torch": "single-process or DDP"}
+            raise ConfigError(
+                f"{path} was written by a {kind[saved_format]} run and cannot resume as a {kind[wanted]} run "
+                f"(the optimiser state is stored differently). Resume with the same train.strategy, or start a "
+                f"new run from its weights (ssl eval / export)."
+            )
+        if self.fsdp is not None:
+            sharding.load_full_state(self.fsdp, self.optimizer, state["objective"], state["optimizer"])
+        else:
+            self.objective.load_state_dict(state["objective"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.stream is not None:
+            self._restore_stream_state(state.get("stream"), path)
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
         return self.step
 
+    def _restore_stream_state(self, saved: dict[str, Any] | None, path: Path) -> None:
+        if not saved:
+            raise DataError(f"{path} holds no stream position (it was not written by a streaming run).")
+        if len(saved["positions"]) != self.world_size or saved["num_workers"] != self.cfg.num_workers:
+            raise ConfigError(
+                f"{path} was written while streaming with {len(saved['positions'])} process(es) x "
+                f"{saved['num_workers']} DataLoader worker(s); this run has {self.world_size} x {self.cfg.num_workers}. "
+                "Resume with the same --nproc-per-node and train.num_workers so every shard continues where it stopped."
+            )
+        self.stream_epoch = int(saved["epoch"])
+        self.stream_positions = {int(k): int(v) for k, v in saved["positions"][self.rank].items()}
+
+    def _stream_steps_per_epoch(self) -> int | None:
+        try:
+            n = len(self.data.train)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+        steps = n // self.cfg.batch_size
+        if steps == 0:
+            raise DataError(f"train.batch_size ({self.cfg.batch_size}) is larger than the stream's "
+                            f"samples_per_epoch ({n}). Lower --batch-size.")
+        return steps
+
     # ------------------------------------------------------------------ the loop
+    def _loader(self, dataset: Any, sampler: Any = None, collate: Any = None) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.micro_batch, sampler=sampler,
+            collate_fn=collate or self.data.collate or default_collate, num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda", drop_last=True,
+            generator=torch.Generator(),  # keeps the global RNG untouched by loader seeding
+            persistent_workers=False,
+        )
+
+    def _stream_batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Micro-batches from a :class:`ResumableStream`; an epoch ends when any rank runs dry."""
+        assert self.stream is not None
+        accum = self.cfg.grad_accum
+        collate = StreamCollate(self.data.collate or default_collate)
+        while self.step < self.total_steps:
+            self.stream.set_state(self.stream_epoch, self.rank, self.world_size, self.stream_positions)
+            it = iter(self._loader(self.stream, collate=collate))
+            steps_this_epoch = 0
+            while self.step < self.total_steps:
+                micro: list[dict[str, Any]] = []
+                try:
+                    for _ in range(accum):
+                        micro.append(next(it))
+                except StopIteration:
+                    pass
+                dry = len(micro) < accum
+                if self.world_size > 1:  # ranks' shards differ in length: all move on together
+                    flag = torch.tensor(float(dry), device=self.device)
+                    torch.distributed.all_reduce(flag)
+                    dry = bool(flag.item() > 0)
+                if dry:
+                    if steps_this_epoch == 0 and not self.stream_positions:
+                        raise DataError(
+                            f"The stream gave less than one batch ({self.micro_batch} samples per process) in epoch "
+                            f"{self.stream_epoch}. Check the shards, or lower --batch-size."
+                        )
+                    self.stream_epoch += 1
+                    self.stream_positions = {}
+                    break
+                for batch in micro:
+                    worker, position = batch.pop(WORKER_KEY), batch.pop(POSITION_KEY)
+                    self.stream_positions[worker] = position
+                steps_this_epoch += 1
+                yield self.stream_epoch, micro
+
     def _batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """Yield (epoch, micro-batches of one step) from the current step onwards."""
+        if self.stream is not None:
+            yield from self._stream_batches()
+            return
         accum = self.cfg.grad_accum
         while self.step < self.total_steps:
             epoch = self.step // self.steps_per_epoch
             self.sampler.epoch = epoch
             self.sampler.start = (self.step % self.steps_per_epoch) * accum * self.micro_batch
-            loader = DataLoader(
-                self.data.train, batch_size=self.micro_batch, sampler=self.sampler,
-                collate_fn=self.data.collate or default_collate, num_workers=self.cfg.num_workers,
-                pin_memory=self.device.type == "cuda", drop_last=True,
-                generator=torch.Generator(),  # keeps the global RNG untouched by loader seeding
-                persistent_workers=False,
-            )
-            it = iter(loader)
+            it = iter(self._loader(self.data.train, sampler=self.sampler))
             while self.step < self.total_steps and self.step // self.steps_per_epoch == epoch:
                 try:
                     micro = [next(it) for _ in range(accum)]
@@ -338,10 +464,10 @@ class Trainer:
                         record = {"step": self.step, "epoch": epoch, "loss": loss, **logs,
                                   "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
                                   "time_s": now - t_start}
-                        if self.cfg.health_every and self.is_main and (health_due or done):
+                        if self.cfg.health_every and self.is_main and self.fsdp is None and (health_due or done):
                             record.update({f"health/{k}": v for k, v in self._health.evaluate(self.objective.encoder, self.data).items()})
-                        if (self.cfg.probe_every and self.is_main and self.data.eval_train is not None
-                                and (probe_due or done)):
+                        if (self.cfg.probe_every and self.is_main and self.fsdp is None
+                                and self.data.eval_train is not None and (probe_due or done)):
                             record.update({f"probe/{k}": v for k, v in self._probe.evaluate(self.objective.encoder, self.data).items()})
                         metrics.write(record)
                         history.append(record)
@@ -382,8 +508,10 @@ class Trainer:
         for i, batch in enumerate(micro):
             batch = move_to_device(batch, self.device, non_blocking=True)
             # gradients are all-reduced once per step, on the last micro-batch
-            sync = self.ddp is None or i == len(micro) - 1
-            with (contextlib.nullcontext() if sync else self.ddp.no_sync()):  # type: ignore[union-attr]
+            sync = i == len(micro) - 1
+            if self.fsdp is not None:
+                sharding.set_gradient_sync(self.fsdp, sync)
+            with (contextlib.nullcontext() if sync or self.ddp is None else self.ddp.no_sync()):
                 with self._autocast():
                     out = self.step_fn(batch, info)
                 loss = out["loss"] / cfg.grad_accum
@@ -392,6 +520,8 @@ class Trainer:
             for k, v in out.items():
                 if k != "loss" and isinstance(v, torch.Tensor) and v.numel() == 1:
                     logs[k] = logs.get(k, 0) + v.detach().float() / cfg.grad_accum
+        if self.fsdp is not None:
+            sharding.reshard_all(self.fsdp)  # frozen teachers stay gathered otherwise
         stop = stop_requested
         if self.world_size > 1:
             # every rank must agree on skipping a non-finite step and on stopping
@@ -419,3 +549,21 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.objective.on_after_optimizer_step(info)
         return loss_value, {"lr": lr, "weight_decay": wd, **{k: float(v) for k, v in logs.items()}}, stop
+
+
+class StreamCollate:
+    """Collates stream samples with the dataset's collate, keeping the worker id and position aside.
+
+    A batch from an iterable dataset comes from one worker, so one id and the largest position
+    describe where that worker is. A class, not a closure, so DataLoader workers can pickle it.
+    """
+
+    def __init__(self, inner: Callable[[list[Any]], dict[str, Any]]) -> None:
+        self.inner = inner
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        worker = int(samples[0][WORKER_KEY])
+        position = max(int(s[POSITION_KEY]) for s in samples)
+        batch = self.inner([{k: v for k, v in s.items() if k not in (WORKER_KEY, POSITION_KEY)} for s in samples])
+        batch[WORKER_KEY], batch[POSITION_KEY] = worker, position
+        return batch

@@ -125,7 +125,9 @@ def _ddp_worker(rank: int, world: int, port: int, img: torch.Tensor, txt: torch.
         impl = criterion.impl()
         out[rank] = (impl.rank, impl.world_size, loss.item(), mine_i.grad.clone())
     finally:
-        dist.destroy_process_group()
+        from ssl_core.distributed import shutdown
+
+        shutdown()
 
 
 def test_negatives_are_gathered_across_ranks() -> None:
