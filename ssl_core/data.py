@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def default_collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -122,11 +125,20 @@ class ResumableStream(IterableDataset):
         super().__init__()
         self.epoch, self.rank, self.world_size = 0, 0, 1
         self.skip: dict[int, int] = {}
+        self.first_worker = 0
 
-    def set_state(self, epoch: int, rank: int = 0, world_size: int = 1, skip: Mapping[int, int] | None = None) -> None:
-        """Select the epoch, this process's rank, and how much each worker already delivered."""
+    def set_state(self, epoch: int, rank: int = 0, world_size: int = 1, skip: Mapping[int, int] | None = None,
+                  first_worker: int = 0) -> None:
+        """Select the epoch, this process's rank, and how much each worker already delivered.
+
+        A DataLoader takes batches from its workers in turn, starting with worker 0. After a
+        resume the next batch is due from worker ``first_worker``. Loader worker ``i`` therefore
+        plays logical worker ``(i + first_worker) % num_workers``, and the batch order continues
+        exactly where the interrupted run stopped.
+        """
         self.epoch, self.rank, self.world_size = epoch, rank, world_size
         self.skip = dict(skip or {})
+        self.first_worker = first_worker
 
     def iter_raw(self, slot: int, num_slots: int, epoch: int) -> Iterator[Any]:
         """Undecoded items of slot ``slot`` out of ``num_slots`` (= ranks x workers) for ``epoch``.
@@ -142,6 +154,7 @@ class ResumableStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker = (worker + self.first_worker) % num_workers
         slot = self.rank * num_workers + worker
         raw = self.iter_raw(slot, self.world_size * num_workers, self.epoch)
         start = self.skip.get(worker, 0)
@@ -152,3 +165,27 @@ class ResumableStream(IterableDataset):
             sample[WORKER_KEY] = worker
             sample[POSITION_KEY] = position
             yield sample
+
+
+def stratified_split(labels: "np.ndarray | Sequence[int]", test_fraction: float, seed: int,
+                     both_sides: bool = False) -> "tuple[np.ndarray, np.ndarray]":
+    """Split indices into (train, test) so each class keeps about ``test_fraction`` of its samples
+    in test; reproducible for a given ``seed``. Both arrays are sorted.
+
+    With ``both_sides=True`` every class with at least two samples puts at least one on each
+    side. Small user folders then still give every class a probe example and a test example.
+    """
+    import numpy as np
+
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train: list[int] = []
+    test: list[int] = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(len(idx) * test_fraction))
+        if both_sides and len(idx) > 1:
+            k = min(max(k, 1), len(idx) - 1)
+        test += idx[:k].tolist()
+        train += idx[k:].tolist()
+    return np.sort(np.asarray(train, dtype=int)), np.sort(np.asarray(test, dtype=int))

@@ -223,7 +223,7 @@ class Experiment:
         """Probe the encoder of objective ``task_or_encoder`` (or a named encoder) on its stream."""
         task = next((t for t in self.tasks if t.name == task_or_encoder), None)
         if task is not None:
-            encoder, stream = task.objective.encoder, data or task.stream
+            encoder, stream = task.objective.encoder_for_evaluation(), data or task.stream
         elif task_or_encoder in self.encoders:
             encoder = self.encoders[task_or_encoder]
             stream = data or next(t.stream for t in self.tasks if t.objective.encoder is encoder)

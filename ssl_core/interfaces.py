@@ -108,6 +108,11 @@ class Objective(nn.Module, abc.ABC):
         """Called once after training (before evaluation); write method-specific artifacts
         (e.g. MAE reconstructions as a PNG) into ``run_dir`` when it is not ``None``."""
 
+    def encoder_for_evaluation(self) -> "Encoder":
+        """The encoder exported to ``encoder.pt`` and probed after training: ``self.encoder``
+        unless a method says otherwise. DINO (Caron et al., 2021) evaluates its EMA teacher."""
+        return self.encoder  # type: ignore[return-value]
+
     def teacher_modules(self) -> list[nn.Module]:
         """Modules updated only in :meth:`on_after_optimizer_step` (EMA teachers, momentum
         encoders). They must have ``requires_grad=False``; the conformance suite checks that they

@@ -21,6 +21,7 @@ from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
 from ssl_core.errors import ConfigError, DataError
+from ssl_core.evaluators.features import shared_features
 from ssl_core.interfaces import DataModule, Encoder, Objective
 from ssl_core.registry import Registry, get_registry
 from ssl_core.trainer import Trainer, TrainResult
@@ -49,6 +50,11 @@ def resolve_config(
     spec = registry.get("objective", objective, modality=modality)
     base = {"modality": spec.modality, "objective": objective}
     base = merge(base, {k: v for k, v in spec.recipe.items() if v is not None})
+    for part in ("encoder", "augmenter", "dataset"):
+        # the recipe's settings belong to the recipe's component: another one may not accept them
+        chosen = overrides.get(part) or file_data.get(part)
+        if chosen and chosen != base.get(part):
+            base.pop(f"{part}_kwargs", None)
     from_dict(RunConfig, base, f"recipe of objective '{objective}' (plugin {spec.plugin})")
     with_file = merge(base, file_data)
     if config_file:
@@ -119,13 +125,14 @@ def evaluate_encoder(
     registry = registry or get_registry()
     labelled = data.eval_train is not None and data.eval_test is not None
     results: dict[str, float] = {}
-    for name in cfg.evaluators:
-        spec = registry.get("evaluator", name)
-        evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
-        if getattr(evaluator, "needs_labels", True) and not labelled:
-            continue  # probes need labels; unlabelled data still gets health/retrieval
-        evaluator.out_dir = out_dir
-        results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
+    with shared_features():  # kNN, linear probe, few-shot... embed the same splits once
+        for name in cfg.evaluators:
+            spec = registry.get("evaluator", name)
+            evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+            if getattr(evaluator, "needs_labels", True) and not labelled:
+                continue  # probes need labels; unlabelled data still gets health/retrieval
+            evaluator.out_dir = out_dir
+            results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
     return results
 
 
@@ -176,10 +183,11 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
     if full_state is not None:  # rebuild an unsharded objective on rank 0 to export and evaluate
         objective = build_objective(cfg, build_encoder(cfg, data, registry), data, registry).to(trainer.device)
         objective.load_state_dict(full_state)
-    export_encoder(objective.encoder, cfg, run_dir / ENCODER_FILE)
+    trained = objective.encoder_for_evaluation()
+    export_encoder(trained, cfg, run_dir / ENCODER_FILE)
     objective.on_train_end(run_dir, data)
     if evaluate and cfg.evaluators:
-        metrics["trained"] = evaluate_encoder(objective.encoder, data, cfg, registry, out_dir=run_dir)
+        metrics["trained"] = evaluate_encoder(trained, data, cfg, registry, out_dir=run_dir)
         if random_encoder is not None:
             metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry)
         atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))

@@ -208,6 +208,7 @@ class Trainer:
         # where each rank's stream workers are (raw items read), saved in checkpoints
         self.stream_epoch = 0
         self.stream_positions: dict[int, int] = {}
+        self.stream_next_worker = 0  # whose batch the loader's round-robin owes us next
         if self.stream is not None:
             self.sampler = None
             self.steps_per_epoch = self._stream_steps_per_epoch()
@@ -297,13 +298,13 @@ class Trainer:
 
     def _gather_stream_state(self) -> dict[str, Any]:
         """Every rank's stream worker positions (collective when distributed)."""
-        mine = dict(self.stream_positions)
+        mine = {"positions": dict(self.stream_positions), "next_worker": self.stream_next_worker}
         if self.world_size > 1:
             every: list[Any] = [None] * self.world_size
             torch.distributed.all_gather_object(every, mine)
         else:
             every = [mine]
-        return {"epoch": self.stream_epoch, "positions": every, "num_workers": self.cfg.num_workers}
+        return {"epoch": self.stream_epoch, "ranks": every, "num_workers": self.cfg.num_workers}
 
     def full_objective_state(self) -> dict[str, torch.Tensor]:
         """The objective's full state dict: gathered from the shards under FSDP (a collective every
@@ -342,14 +343,16 @@ class Trainer:
     def _restore_stream_state(self, saved: dict[str, Any] | None, path: Path) -> None:
         if not saved:
             raise DataError(f"{path} holds no stream position (it was not written by a streaming run).")
-        if len(saved["positions"]) != self.world_size or saved["num_workers"] != self.cfg.num_workers:
+        if len(saved["ranks"]) != self.world_size or saved["num_workers"] != self.cfg.num_workers:
             raise ConfigError(
-                f"{path} was written while streaming with {len(saved['positions'])} process(es) x "
+                f"{path} was written while streaming with {len(saved['ranks'])} process(es) x "
                 f"{saved['num_workers']} DataLoader worker(s); this run has {self.world_size} x {self.cfg.num_workers}. "
                 "Resume with the same --nproc-per-node and train.num_workers so every shard continues where it stopped."
             )
         self.stream_epoch = int(saved["epoch"])
-        self.stream_positions = {int(k): int(v) for k, v in saved["positions"][self.rank].items()}
+        mine = saved["ranks"][self.rank]
+        self.stream_positions = {int(k): int(v) for k, v in mine["positions"].items()}
+        self.stream_next_worker = int(mine["next_worker"])
 
     def _stream_steps_per_epoch(self) -> int | None:
         try:
@@ -378,7 +381,8 @@ class Trainer:
         accum = self.cfg.grad_accum
         collate = StreamCollate(self.data.collate or default_collate)
         while self.step < self.total_steps:
-            self.stream.set_state(self.stream_epoch, self.rank, self.world_size, self.stream_positions)
+            self.stream.set_state(self.stream_epoch, self.rank, self.world_size, self.stream_positions,
+                                  first_worker=self.stream_next_worker)
             it = iter(self._loader(self.stream, collate=collate))
             steps_this_epoch = 0
             while self.step < self.total_steps:
@@ -400,11 +404,12 @@ class Trainer:
                             f"{self.stream_epoch}. Check the shards, or lower --batch-size."
                         )
                     self.stream_epoch += 1
-                    self.stream_positions = {}
+                    self.stream_positions, self.stream_next_worker = {}, 0  # a fresh loader starts at worker 0
                     break
                 for batch in micro:
                     worker, position = batch.pop(WORKER_KEY), batch.pop(POSITION_KEY)
                     self.stream_positions[worker] = position
+                    self.stream_next_worker = (worker + 1) % max(1, self.cfg.num_workers)
                 steps_this_epoch += 1
                 yield self.stream_epoch, micro
 

@@ -17,7 +17,9 @@ from ssl_core.config import parse_override
 def run(
     objective: Optional[str] = typer.Option(None, "--objective", "-o", help="Method to train, e.g. simclr (see `ssl list`)."),
     modality: Optional[str] = typer.Option(None, "--modality", "-m", help="vision, text, audio or image-text (checked against the objective)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your data (folder or file); omit to use the built-in dataset."),
+    # a str, not a Path: Path would turn "http://host/x.tar" into "http:/host/x.tar" and mangle
+    # "pipe:aws s3 cp s3://b/x.tar -" shard specs the same way
+    data: Optional[str] = typer.Option(None, "--data", help="Your data (folder, file, or a shard spec/URL for streaming datasets); omit to use the built-in dataset."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset reader by name (default: the objective's)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder by name (default: the objective's)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML or TOML config file; flags override it."),

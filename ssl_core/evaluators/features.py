@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -9,6 +12,27 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_core.data import default_collate, move_to_device
 from ssl_core.errors import DataError
 from ssl_core.interfaces import DataModule, Encoder
+
+
+_cache: dict[tuple[int, int, int, str], tuple[Tensor, Tensor]] | None = None
+
+
+@contextlib.contextmanager
+def shared_features() -> Iterator[None]:
+    """Within this block, features of one (encoder, dataset) pair are extracted once.
+
+    The evaluators of one run (kNN, linear probe, few-shot, nearest-neighbour grids) all embed
+    the same labelled splits with the same frozen encoder. Sharing the features makes those
+    passes one pass. The cache lives only inside the block: the weights must not change there.
+    Callers must not modify the returned tensors in place.
+    """
+    global _cache
+    outer = _cache
+    _cache = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _cache = outer
 
 
 @torch.no_grad()
@@ -25,6 +49,9 @@ def extract_features(
     """
     if device is None:
         device = next(encoder.parameters()).device
+    key = (id(encoder), id(dataset), id(data.collate), str(device))
+    if _cache is not None and key in _cache:
+        return _cache[key]
     was_training = encoder.training
     encoder.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=data.collate or default_collate)
@@ -41,7 +68,10 @@ def extract_features(
             labels.append(torch.as_tensor(batch[data.label_key]).cpu())
     finally:
         encoder.train(was_training)
-    return torch.cat(feats), torch.cat(labels).long()
+    result = torch.cat(feats), torch.cat(labels).long()
+    if _cache is not None:
+        _cache[key] = result
+    return result
 
 
 def eval_splits(data: DataModule) -> tuple[Dataset, Dataset]:

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+import itertools
+from typing import Any, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -54,9 +55,21 @@ class HealthEvaluator(Evaluator):
     @torch.no_grad()
     def evaluate(self, encoder: Encoder, data: DataModule) -> Mapping[str, float]:
         dataset = data.eval_test if data.eval_test is not None else data.train
-        n = min(self.max_samples, len(dataset))  # type: ignore[arg-type]
-        subset = torch.utils.data.Subset(dataset, range(n))
-        loader = torch.utils.data.DataLoader(subset, batch_size=self.batch_size, collate_fn=data.collate or default_collate)
+        collate = data.collate or default_collate
+        loader: Iterable[Any]
+        if isinstance(dataset, torch.utils.data.IterableDataset):
+            # a stream with no evaluation split (e.g. unlabelled WebDataset shards): its first
+            # max_samples samples, in the stream's own order; it has no length and no indexing
+            it = iter(dataset)
+            try:
+                samples = list(itertools.islice(it, self.max_samples))
+            finally:
+                getattr(it, "close", lambda: None)()  # stop reading (and any shard command) now
+            loader = [collate(samples[i:i + self.batch_size]) for i in range(0, len(samples), self.batch_size)]
+        else:
+            n = min(self.max_samples, len(dataset))  # type: ignore[arg-type]
+            subset = torch.utils.data.Subset(dataset, range(n))
+            loader = torch.utils.data.DataLoader(subset, batch_size=self.batch_size, collate_fn=collate)
         device = next(encoder.parameters()).device
         was_training = encoder.training
         encoder.eval()

@@ -80,3 +80,15 @@ def test_round_trip_of_resolved_config(tmp_path: Path, registry: Registry) -> No
     cfg = resolve_config("toy_align", registry=registry)
     again = from_dict(RunConfig, yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
     assert again == cfg
+
+
+def test_recipe_component_settings_do_not_follow_a_different_component() -> None:
+    """The mlm recipe sizes its bert_small; choosing another encoder drops those settings,
+    while the user's own settings for the chosen encoder are kept."""
+    recipe = resolve_config("mlm")
+    assert recipe.encoder == "bert_small" and recipe.encoder_kwargs["d_model"] == 128
+    same = resolve_config("mlm", overrides=nest({"encoder": "bert_small"}))
+    assert same.encoder_kwargs == recipe.encoder_kwargs  # naming the recipe's own encoder changes nothing
+    other = resolve_config("clm", overrides=nest({"encoder": "bert_small", "encoder_kwargs.n_layers": 1}))
+    assert other.encoder_kwargs == {"n_layers": 1}
+    assert other.dataset_kwargs == {"mode": "clm", "block_size": 64}  # the dataset was not changed

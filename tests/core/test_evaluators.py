@@ -74,3 +74,26 @@ def test_evaluators_leave_encoder_mode_and_weights_alone() -> None:
     before = enc.dummy.detach().clone()
     KNNEvaluator().evaluate(enc, _data(True))
     assert enc.training and torch.equal(enc.dummy, before)
+
+
+def test_evaluators_of_one_run_share_feature_extraction() -> None:
+    from ssl_core.config import RunConfig
+    from ssl_core.runner import evaluate_encoder
+
+    class Counting(Identity):
+        calls = 0
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            Counting.calls += x.shape[0]
+            return x
+
+    data, enc = _data(True), Counting(16)
+    cfg = RunConfig(evaluators=["knn", "linear_probe", "few_shot"])
+    shared = evaluate_encoder(enc, data, cfg)
+    assert Counting.calls == 400  # each of the 400 rows embedded once for three evaluators
+    Counting.calls = 0
+    separate = {}
+    for ev in (KNNEvaluator(), LinearProbeEvaluator(), FewShotEvaluator()):  # no sharing outside a run
+        separate.update(ev.evaluate(enc, data))
+    assert Counting.calls == 3 * 400
+    assert shared == separate

@@ -58,29 +58,33 @@ def test_each_sample_once_per_epoch_and_epochs_roll_over(workers: int) -> None:
     assert [r["epoch"] for r in result.history] == [0] * 4 + [1] * 4
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_crashed_stream_run_resumes_exactly(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize("workers,crash_at", [(0, 8), (2, 8), (2, 5)])
+def test_crashed_stream_run_resumes_exactly(tmp_path: Path, workers: int, crash_at: int) -> None:
+    """Checkpoints every 3 steps: a crash at 8 resumes from 6 (mid epoch 1), at 5 from 3 (mid
+    epoch 0, after an odd number of batches, so worker 1's batch is due first)."""
     obj_a, data = _toy()
     Trainer(obj_a, data, _cfg(num_workers=workers), tmp_path / "a").fit()
 
     class Crash(Exception):
         pass
 
-    def crash_at_8(record: dict) -> None:
-        if record["step"] == 8:
+    def crash(record: dict) -> None:
+        if record["step"] == crash_at:
             raise Crash
 
     obj_b, data = _toy()
-    with pytest.raises(Crash):  # last checkpoint: step 6, in the middle of epoch 1
-        Trainer(obj_b, data, _cfg(num_workers=workers), tmp_path / "b", callbacks=[crash_at_8]).fit()
+    with pytest.raises(Crash):
+        Trainer(obj_b, data, _cfg(num_workers=workers), tmp_path / "b", callbacks=[crash]).fit()
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=False)
-    assert ckpt["step"] == 6 and ckpt["stream"]["epoch"] == 1 and ckpt["stream"]["positions"][0]
+    saved = 6 if crash_at == 8 else 3
+    assert ckpt["step"] == saved and ckpt["stream"]["epoch"] == saved // 4
+    assert ckpt["stream"]["ranks"][0]["next_worker"] == (saved % 2 if workers else 0)
 
     obj_c, data = _toy(seed=7)  # a different init: everything must come from the checkpoint
     resumed = Trainer(obj_c, data, _cfg(num_workers=workers), tmp_path / "b")
     seen = _record_indices(resumed)
     resumed.fit(resume=True)
-    assert len(seen) == 6  # steps 7-12: the rest of epoch 1, then epoch 2
+    assert len(seen) == 12 - saved
     losses = [[(r["step"], r["loss"]) for r in map(json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())]
               for d in ("a", "b")]
     assert losses[0] == losses[1]
@@ -102,3 +106,4 @@ def test_resume_with_other_worker_count_is_refused(tmp_path: Path) -> None:
     obj, data = _toy()
     with pytest.raises(ConfigError, match="same --nproc-per-node and train.num_workers"):
         Trainer(obj, data, _cfg(steps=8, num_workers=2), tmp_path).fit(resume=True)
+

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from ssl_core.config import nest
 from ssl_core.runner import resolve_config, run_experiment
@@ -24,8 +25,10 @@ SHORT_RUNS: dict[str, dict[str, Any]] = {
     "simclr": {"encoder_kwargs": SMALL_RESNET, "train.steps": 40},
     "byol": {"encoder": "vit_micro", "encoder_kwargs": SMALL_VIT, "train.steps": 60,
              "objective_kwargs.base_momentum": 0.99},
+    # 40 steps barely move a 0.99-momentum teacher, so this short run probes the student
     "dino": {"encoder_kwargs": SMALL_VIT, "train.steps": 40, "train.lr": 2e-3, "augmenter_kwargs.n_local": 2,
-             "objective_kwargs": {"out_dim": 1024, "hidden_dim": 256, "bottleneck_dim": 64}},
+             "objective_kwargs": {"out_dim": 1024, "hidden_dim": 256, "bottleneck_dim": 64,
+                                  "evaluate_teacher": False}},
     "mae": {"encoder_kwargs": SMALL_VIT, "train.steps": 60,
             "objective_kwargs": {"decoder_dim": 64, "decoder_depth": 1, "decoder_heads": 2}},
 }
@@ -54,6 +57,15 @@ def test_method_learns(method: str, tmp_path: Path, registry) -> None:  # type: 
     if "nn_grid" in evaluators:
         png = outcome.run_dir / GRID_FILE
         assert png.exists() and png.stat().st_size > 1000
+    if method == "dino":  # what encoder_for_evaluation() names is what gets exported
+        exported = torch.load(outcome.run_dir / "encoder.pt", weights_only=False)["state_dict"]
+        student = outcome.objective.encoder.state_dict()
+        teacher = outcome.objective.teacher_backbone.state_dict()
+        for name, value in student.items():
+            torch.testing.assert_close(exported[name], value.cpu(), msg=name)
+        assert any(not torch.equal(teacher[n], student[n]) for n in teacher)
+        outcome.objective.evaluate_teacher = True  # the default: the teacher, as the paper reports
+        assert outcome.objective.encoder_for_evaluation() is outcome.objective.teacher_backbone
     if method == "mae":
         png = outcome.run_dir / RECONSTRUCTION_FILE
         assert png.exists() and png.stat().st_size > 1000

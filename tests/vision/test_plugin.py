@@ -19,7 +19,7 @@ def test_components_are_registered(registry) -> None:  # type: ignore[no-untyped
         assert ("encoder", enc) in names
     for aug in ("simclr_views", "byol_views", "multicrop", "mae_views"):
         assert ("augmenter", aug) in names
-    for ds in ("digits", "imagefolder", "webdataset"):
+    for ds in ("digits", "imagefolder", "webdataset", "webdataset_stream"):
         assert ("dataset", ds) in names
     assert registry.get("evaluator", "nn_grid").modality == "vision"
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ssl_core.data import stratified_split
 from ssl_core.errors import DataError
 from ssl_core.interfaces import DataModule
 
@@ -168,19 +169,6 @@ class AudioFolderDataset(Dataset):
         raise DataError(f"None of the {len(self.items)} audio items could be read; check the files' formats.")
 
 
-def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(len(idx) * test_fraction))
-        if len(idx) > 1:
-            k = min(max(k, 1), len(idx) - 1)
-        test += idx[:k].tolist()
-        train += idx[k:].tolist()
-    return np.sort(np.asarray(train, dtype=int)), np.sort(np.asarray(test, dtype=int))
-
-
 def scan_audio_files(root: Path) -> tuple[list[tuple[Path, Any]], list[str]]:
     """Readable audio files under ``root`` with their ``soundfile.info``; unreadable ones are
     reported by path (``UserWarning``) and left out. Returns (files, class names)."""
@@ -274,7 +262,7 @@ def audio_folder(
         train = AudioFolderDataset(segments(range(len(files))))
         return DataModule(train=train, collate=pad_collate, extras=extras,
                           description=f"{len(files)} unlabelled audio files ({hours:.2f} h) from {root}")
-    tr, te = _stratified_split(np.asarray(labels), test_fraction, seed)
+    tr, te = stratified_split(labels, test_fraction, seed, both_sides=True)
     return DataModule(
         train=AudioFolderDataset(segments(tr)), eval_train=AudioFolderDataset(heads(tr)),
         eval_test=AudioFolderDataset(heads(te)), collate=pad_collate,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_clip import data
+from ssl_clip import data, stream
 from ssl_clip.augment import clip_crop
 from ssl_clip.encoder import open_clip_encoder
 from ssl_clip.evaluators import RetrievalEvaluator, ZeroShotEvaluator
@@ -34,6 +34,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
              summary="CSV/TSV with image path and caption columns (paths relative to the file)")
     register("captions_wds", data.webdataset_pairs, modality=MODALITY,
              summary="WebDataset tar shards with KEY.jpg/png + KEY.txt (+ KEY.cls) members")
+    register("captions_wds_stream", stream.captions_wds_stream, modality=MODALITY,
+             summary="WebDataset pairs streamed from paths, http(s):// or pipe:CMD (needs --steps); "
+                     "eval_path: held-out shards in memory")
 
 
 @hookimpl

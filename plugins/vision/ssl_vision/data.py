@@ -17,23 +17,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssl_core.data import TensorDictDataset
+from ssl_core.data import TensorDictDataset, stratified_split
 from ssl_core.errors import DataError
 from ssl_core.interfaces import DataModule
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
-def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(len(idx) * test_fraction))
-        test += idx[:k].tolist()
-        train += idx[k:].tolist()
-    return np.sort(train), np.sort(test)
 
 
 def digits(path: str | None = None, image_size: int = 16, test_fraction: float = 0.25, seed: int = 0) -> DataModule:
@@ -52,7 +41,7 @@ def digits(path: str | None = None, image_size: int = 16, test_fraction: float =
     x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
     x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     y = torch.tensor(bunch.target, dtype=torch.long)
-    tr, te = _stratified_split(bunch.target, test_fraction, seed)
+    tr, te = stratified_split(bunch.target, test_fraction, seed)
     train = TensorDictDataset(image=x[tr], label=y[tr])
     mean = float(x[tr].float().mean() / 255)
     std = float(x[tr].float().std() / 255)
@@ -183,7 +172,7 @@ def image_folder(
     if labels is None or len(classes) < 2:
         ds = ImageFolderDataset(files, labels, image_size, channels)
         return DataModule(train=ds, description=f"{len(files)} unlabelled images from {root}", extras=extras)
-    tr, te = _stratified_split(np.asarray(labels), test_fraction, seed)
+    tr, te = stratified_split(np.asarray(labels), test_fraction, seed)
     pick = lambda idx: ImageFolderDataset([files[i] for i in idx], [labels[i] for i in idx], image_size, channels)  # noqa: E731
     train = pick(tr)
     return DataModule(

@@ -56,6 +56,7 @@ class DINO(Objective):
         final_momentum: float = 1.0,
         freeze_last_layer_fraction: float = 0.01,
         use_bn_in_head: bool = False,
+        evaluate_teacher: bool = True,
     ) -> None:
         super().__init__()
         if augmenter is None:
@@ -79,6 +80,12 @@ class DINO(Objective):
         self.base_momentum = base_momentum
         self.final_momentum = final_momentum
         self.freeze_last_layer_fraction = freeze_last_layer_fraction
+        self.evaluate_teacher = evaluate_teacher
+
+    def encoder_for_evaluation(self) -> Encoder:
+        """The EMA teacher's backbone (the paper reports the teacher, which is the better of the
+        two), or the student with ``evaluate_teacher=False``."""
+        return self.teacher_backbone if self.evaluate_teacher else self.encoder  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ schedules
     def teacher_temperature(self, progress: float) -> float:

@@ -20,6 +20,7 @@ L)`` so that the requested ratio is met exactly whenever ``mask_ratio * L`` is a
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
@@ -203,12 +204,20 @@ class MAE(Objective):
         if run_dir is None or self.n_reconstructions <= 0:
             return
         dataset = data.eval_test if data.eval_test is not None else data.train
-        n = min(self.n_reconstructions, len(dataset))  # type: ignore[arg-type]
         try:
-            images = torch.stack([to_float_images(dataset[i]["image"]) for i in range(n)])
+            if isinstance(dataset, torch.utils.data.IterableDataset):  # a stream: its first samples
+                it = iter(dataset)
+                try:
+                    first = list(itertools.islice(it, self.n_reconstructions))
+                finally:
+                    getattr(it, "close", lambda: None)()
+            else:
+                n = min(self.n_reconstructions, len(dataset))  # type: ignore[arg-type]
+                first = [dataset[i] for i in range(n)]
+            images = torch.stack([to_float_images(s["image"]) for s in first])
             device = next(self.parameters()).device
             out = self.reconstruct(images.to(device))
-            rows = [[out[k][i] for k in ("original", "masked", "reconstruction", "pasted")] for i in range(n)]
+            rows = [[out[k][i] for k in ("original", "masked", "reconstruction", "pasted")] for i in range(len(first))]
             save_image_grid(rows, Path(run_dir) / RECONSTRUCTION_FILE)
         except Exception as exc:  # an artifact must never fail a finished run
             warnings.warn(f"MAE could not write {Path(run_dir) / RECONSTRUCTION_FILE}: {exc}", stacklevel=2)

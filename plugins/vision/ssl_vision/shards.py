@@ -18,9 +18,7 @@ samples before the damage are kept; an image that cannot be decoded is reported 
 
 from __future__ import annotations
 
-import glob
 import io
-import re
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -31,10 +29,12 @@ from torch import Tensor
 
 from ssl_core.errors import DataError
 from ssl_core.interfaces import DataModule
-from ssl_vision.data import SkippingImageDataset, _stratified_split, decode_image
+from ssl_core.streaming import expand_urls, is_remote, split_key
+from ssl_core.data import stratified_split
+from ssl_vision.data import SkippingImageDataset, decode_image
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff", "gif")
-_BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")
+__all__ = ["IMAGE_FIELDS", "ShardImageDataset", "ShardMember", "expand_shard_spec", "index_shard", "split_key", "webdataset"]
 
 
 @dataclass(frozen=True)
@@ -49,31 +49,17 @@ class ShardMember:
 
 def expand_shard_spec(spec: str) -> list[Path]:
     """Shard files named by ``spec``: a ``.tar`` file, a folder (its ``*.tar`` files, recursively),
-    a glob (``shards/train-*.tar``) or WebDataset brace notation (``train-{000..009}.tar``)."""
-    m = _BRACES.search(spec)
-    if m:
-        lo, hi = m.group(1), m.group(2)
-        width = len(lo)
-        out: list[Path] = []
-        for i in range(int(lo), int(hi) + 1):
-            out += expand_shard_spec(spec[: m.start()] + str(i).zfill(width) + spec[m.end():])
-        return out
-    path = Path(spec)
-    if path.is_dir():
-        return sorted(path.rglob("*.tar"))
-    if path.is_file():
-        return [path]
-    if any(ch in spec for ch in "*?["):
-        return sorted(Path(p) for p in glob.glob(spec, recursive=True) if p.endswith(".tar"))
-    return []
-
-
-def split_key(member_name: str) -> tuple[str, str]:
-    """``"dir/abc.seg.png"`` -> ``("dir/abc", "seg.png")`` (WebDataset's key/field split)."""
-    head, _, base = member_name.rpartition("/")
-    stem, dot, field = base.partition(".")
-    key = f"{head}/{stem}" if head else stem
-    return key, field.lower() if dot else ""
+    a glob (``shards/train-*.tar``) or WebDataset brace notation (``train-{000..009}.tar``);
+    several joined by ``::``. Expansion is :func:`ssl_core.streaming.expand_urls`; names that
+    match nothing give ``[]``, and remote shards (http, pipe) are left out (they can only be
+    streamed: dataset ``webdataset_stream``)."""
+    if Path(spec).is_file():
+        return [Path(spec)]
+    try:
+        urls = expand_urls(spec)
+    except DataError:
+        return []
+    return [Path(u) for u in urls if not is_remote(u) and u.endswith(".tar")]
 
 
 def index_shard(path: Path, shard_index: int, label: str | None) -> tuple[list[ShardMember], list[str | None]]:
@@ -175,6 +161,15 @@ def webdataset(
         raise DataError("The 'webdataset' dataset needs --data PATH: a folder of .tar shards, a glob or a .tar file.")
     if label not in (None, "cls", "txt"):
         raise DataError(f"webdataset label must be 'cls', 'txt' or null, got {label!r}.")
+    try:
+        remote = [u for u in expand_urls(str(path)) if is_remote(u)]
+    except DataError:
+        remote = []
+    if remote:
+        raise DataError(
+            f"The 'webdataset' dataset reads local shards by seeking into them, but {remote[0]} is remote. "
+            "Stream remote shards with --dataset webdataset_stream (and train.steps / --steps N)."
+        )
     shards = expand_shard_spec(str(path))
     if not shards:
         raise DataError(f"No .tar shards found at {path}. Pass a folder of .tar files, a glob like 'shards/*.tar', or one .tar file.")
@@ -200,7 +195,7 @@ def webdataset(
     if classes != list(range(len(classes))):  # e.g. cls 3, 7, 9 -> 0, 1, 2
         remap = {c: i for i, c in enumerate(classes)}
         labels = [remap[c] for c in labels]
-    tr, te = _stratified_split(np.asarray(labels), test_fraction, seed)
+    tr, te = stratified_split(np.asarray(labels), test_fraction, seed)
 
     def pick(idx: np.ndarray) -> ShardImageDataset:
         return ShardImageDataset(shards, [members[i] for i in idx], [labels[i] for i in idx], image_size, channels)  # type: ignore[index]
