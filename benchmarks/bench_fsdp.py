@@ -1,6 +1,7 @@
 """DDP vs FSDP on 2 processes: per-rank state memory and throughput of one objective.
 
-    python benchmarks/bench_fsdp.py [--objective mae] [--encoder vit_small] [--steps 8] [--nproc 2]
+    python benchmarks/bench_fsdp.py [--objective mae] [--encoder vit_small] [--encoder-kwargs JSON]
+                                    [--steps 8] [--nproc 2]
 
 Runs the objective's recipe through the shared Trainer twice under torchrun (gloo on CPU, NCCL
 on GPUs), once with ``train.strategy=ddp`` and once with ``fsdp``, on the built-in data. Each
@@ -44,6 +45,7 @@ def worker(args: argparse.Namespace) -> None:
                                  "num_threads": 1}}
     if args.encoder:
         overrides["encoder"] = args.encoder
+        overrides["encoder_kwargs"] = json.loads(args.encoder_kwargs)
     cfg = resolve_config(args.objective, overrides=overrides)
     data = build_data(cfg)
     torch.manual_seed(0)
@@ -85,6 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--objective", default="mae")
     ap.add_argument("--encoder", default="vit_small", help="a larger encoder shows the sharding better")
+    ap.add_argument("--encoder-kwargs", default='{"patch_size": 4}', help="JSON; 4-pixel patches suit the 16-pixel digits")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--nproc", type=int, default=2)
@@ -99,7 +102,8 @@ def main() -> None:
         for strategy in ("ddp", "fsdp"):
             out = Path(tmp) / strategy
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.nproc),
-                   __file__, "--objective", args.objective, "--encoder", args.encoder, "--steps", str(args.steps),
+                   __file__, "--objective", args.objective, "--encoder", args.encoder, "--encoder-kwargs", args.encoder_kwargs,
+                   "--steps", str(args.steps),
                    "--batch-size", str(args.batch_size), "--strategy", strategy, "--out", str(out)]
             env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
             res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -121,7 +125,8 @@ def main() -> None:
         print(f"{r['strategy']:<9}{r['param_mib_per_rank']:>17.1f}{r['optimizer_mib_per_rank']:>16.1f}"
               f"{r['state_mib_per_rank']:>16.1f}{r['samples_per_s']:>11.1f}")
     print(f"fsdp/ddp: state per rank {ratios['state_mib_per_rank']:.2f}, samples/s {ratios['samples_per_s']:.2f}")
-    result = {"objective": args.objective, "encoder": args.encoder, "nproc": args.nproc, "batch_size": args.batch_size,
+    result = {"objective": args.objective, "encoder": args.encoder, "encoder_kwargs": json.loads(args.encoder_kwargs),
+              "nproc": args.nproc, "batch_size": args.batch_size,
               "steps": args.steps, "device": device, "torch": torch.__version__, "machine": platform.machine(),
               "rows": rows, "fsdp_over_ddp": ratios}
     path = Path(__file__).parent / "results" / f"fsdp-{device}.json"
