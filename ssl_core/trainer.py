@@ -165,6 +165,17 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+def _loader_worker_init(worker_id: int) -> None:
+    """Let DataLoader workers ignore SIGTERM.
+
+    SLURM, ``kill -TERM -PGID`` and container runtimes send SIGTERM to every process of the
+    job. A worker killed by it makes the main process raise "DataLoader worker is killed"
+    before it can write its checkpoint. Workers still exit when the loader shuts them down,
+    or when the main process is gone. (PyTorch workers already ignore SIGINT.)
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class TrainingInterrupted(Exception):
     """Raised after a SIGTERM/SIGINT once the checkpoint is safely written."""
 
@@ -372,7 +383,7 @@ class Trainer:
             collate_fn=collate or self.data.collate or default_collate, num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda", drop_last=True,
             generator=torch.Generator(),  # keeps the global RNG untouched by loader seeding
-            persistent_workers=False,
+            persistent_workers=False, worker_init_fn=_loader_worker_init,
         )
 
     def _stream_batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:

@@ -16,10 +16,11 @@ ARGS = ["-o", "toy_align", "--steps", "60", "--no-eval", "--set", "train.checkpo
         "--set", "objective_kwargs.sleep_s=0.05"]
 
 
-def _start(out: Path, *extra: str) -> subprocess.Popen:
+def _start(out: Path, *extra: str, new_session: bool = False) -> subprocess.Popen:
     env = {**os.environ, "TQDM_DISABLE": "1"}
     cmd = [sys.executable, "-c", "from ssl_core.cli import main; main()", "run", *ARGS, "--out", str(out), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=new_session)
 
 
 def _wait_for_checkpoint(out: Path, min_step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -72,3 +73,25 @@ def test_sigterm_checkpoints_before_exit(tmp_path: Path) -> None:
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert state["step"] == json.loads(lines[-1])["step"]  # nothing after the last logged step is lost
+
+
+def test_sigterm_to_the_whole_job_with_loader_workers_still_checkpoints(tmp_path: Path) -> None:
+    """SLURM and `kill -TERM -PGID` signal every process, DataLoader workers included."""
+    proc = _start(tmp_path / "run", "--set", "train.num_workers=2", new_session=True)
+    _wait_for_checkpoint(tmp_path / "run", 10, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert code == 130, err
+    assert "checkpoint saved" in err and "is killed by signal" not in err
+    deadline = time.time() + 20
+    while time.time() < deadline:  # the workers went away with the main process
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("DataLoader workers outlived the stopped run")
+    resumed = _start(tmp_path / "run", "--resume", "--set", "train.num_workers=2")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
