@@ -36,6 +36,8 @@ def run(
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip evaluation after training."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Processes on this machine (DDP via torchrun; one per GPU)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="ddp (a full model per process) or fsdp (parameters, gradients and optimiser state sharded; for encoders too large for one device)."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader worker processes per training process."),
     set_: list[str] = typer.Option([], "--set", help="Any config field, dotted: --set train.warmup_fraction=0.05 --set objective_kwargs.temperature=0.2"),
 ) -> None:
     """Train a self-supervised objective and evaluate the encoder it learns.
@@ -64,6 +66,7 @@ def run(
         "out": str(out) if out else None, "train.epochs": epochs, "train.steps": steps,
         "train.batch_size": batch_size, "train.lr": lr, "train.optimizer": optimizer,
         "train.precision": precision, "train.device": device, "train.seed": seed,
+        "train.strategy": strategy, "train.num_workers": num_workers,
     }
     if no_progress:
         flat["train.progress"] = False
@@ -77,8 +80,9 @@ def run(
             raise typer.BadParameter("--resume needs --out RUN_DIR (the run to continue).")
         config = config or (out / CONFIG_FILE)
     cfg = resolve_config(objective, modality, config, nest(overrides))
-    typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
-               f"{cfg.data or 'built-in data: ' + cfg.dataset}", err=True)
+    if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process
+        typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
+                   f"{cfg.data or 'built-in data: ' + cfg.dataset}", err=True)
     outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval)
     if "LOCAL_RANK" in os.environ and os.environ.get("RANK", "0") != "0":
         return  # rank 0 reports
