@@ -27,27 +27,60 @@ def _fsdp() -> Any:
     return fsdp
 
 
-def shard_step_module(root: nn.Module, min_params: int) -> nn.Module:
-    """Shard qualifying blocks of ``root`` and then ``root`` itself; returns ``root``.
+def shard_units(root: nn.Module, min_params: int) -> list[nn.Module]:
+    """The modules to shard as units, innermost first.
+
+    A module that defines ``fsdp_units()`` names its own units, and the default rule is not
+    applied inside it. Encoders need this when their code calls a block's children directly,
+    e.g. ``block.conv(x)``: only a unit's own forward gathers its weights. Everywhere else the
+    units are the children of ``nn.ModuleList``/``nn.Sequential`` with at least ``min_params``
+    parameters.
+    """
+    units: list[nn.Module] = []
+    claimed: set[int] = set()
+    for module in root.modules():
+        if id(module) in claimed or not callable(getattr(module, "fsdp_units", None)):
+            continue
+        claimed.update(id(m) for m in module.modules())
+        units += list(module.fsdp_units())
+    for module in root.modules():
+        if id(module) in claimed or not isinstance(module, (nn.ModuleList, nn.Sequential)):
+            continue
+        for child in module.children():
+            if sum(p.numel() for p in child.parameters()) >= min_params:
+                units.append(child)
+    unique = list({id(m): m for m in units}.values())
+    depth = {id(m): name.count(".") for name, m in root.named_modules()}
+    return sorted(unique, key=lambda m: -depth.get(id(m), 0))
+
+
+def shard_step_module(root: nn.Module, min_params: int) -> list[nn.Parameter]:
+    """Shard the units of ``root`` (see :func:`shard_units`), then ``root`` itself.
 
     Must run before the optimiser is built: sharding replaces every parameter with a DTensor.
+    FSDP cannot shard 0-dimensional parameters (CLIP's logit scale, for example). Those stay
+    replicated, and the returned list must have its gradients averaged with
+    :func:`average_replicated_grads`.
     """
     fsdp = _fsdp()
-    seen: set[int] = set()
-    blocks: list[nn.Module] = []
-    for module in root.modules():
-        if isinstance(module, (nn.ModuleList, nn.Sequential)):
-            for child in module.children():
-                size = sum(p.numel() for p in child.parameters())
-                if size >= min_params and id(child) not in seen:
-                    seen.add(id(child))
-                    blocks.append(child)
-    # innermost blocks first: fully_shard on an outer module leaves already-sharded ones alone
-    depth = {id(m): name.count(".") for name, m in root.named_modules()}
-    for block in sorted(blocks, key=lambda m: -depth.get(id(m), 0)):
-        fsdp.fully_shard(block)
-    fsdp.fully_shard(root)
-    return root
+    scalars = [p for p in root.parameters() if p.dim() == 0]
+    ignored = set(scalars)
+    for unit in shard_units(root, min_params):
+        fsdp.fully_shard(unit, ignored_params=ignored & set(unit.parameters()) or None)
+    fsdp.fully_shard(root, ignored_params=ignored or None)
+    return scalars
+
+
+def average_replicated_grads(params: list[nn.Parameter]) -> None:
+    """Average the gradients of parameters FSDP left replicated (a collective on every rank)."""
+    import torch.distributed as dist
+
+    for p in params:
+        if p.requires_grad:
+            if p.grad is None:  # keep ranks in step even if one rank's step did not use it
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad.div_(dist.get_world_size())
 
 
 def sharded_modules(root: nn.Module) -> list[nn.Module]:

@@ -244,9 +244,11 @@ class Trainer:
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
         self.objective.to(self.device)
         self.fsdp: torch.nn.Module | None = None
+        self.replicated: list[torch.nn.Parameter] = []  # parameters FSDP cannot shard (0-dim)
         if self.world_size > 1 and config.strategy == "fsdp":
             # sharding swaps parameters for DTensors, so it comes before the optimiser is built
-            self.fsdp = sharding.shard_step_module(_StepModule(objective), config.fsdp_min_params)
+            self.fsdp = _StepModule(objective)
+            self.replicated = sharding.shard_step_module(self.fsdp, config.fsdp_min_params)
             if (config.health_every or config.probe_every) and self.is_main:
                 warnings.warn("train.health_every/probe_every are not run during FSDP training (the "
                               "encoder's weights are sharded); the final evaluation runs on the gathered weights.")
@@ -538,6 +540,7 @@ class Trainer:
                     logs[k] = logs.get(k, 0) + v.detach().float() / cfg.grad_accum
         if self.fsdp is not None:
             sharding.reshard_all(self.fsdp)  # frozen teachers stay gathered otherwise
+            sharding.average_replicated_grads(self.replicated)
         stop = stop_requested
         if self.world_size > 1:
             # every rank must agree on skipping a non-finite step and on stopping

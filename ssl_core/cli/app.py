@@ -31,7 +31,10 @@ app.command("generate")(generate_cmd.generate)
 def main() -> None:
     """Console entry point: user errors print one clear message and exit with status 2."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns a command's typer.Exit code instead of exiting
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except SSLKitError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)

@@ -4,7 +4,7 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/core/_ddp_script.py MODE OUT.pt ...
 
 MODE ``mse``: per-sample loss; ``contrastive``: InfoNCE whose negatives are gathered from every
-rank with gradients; ``stream``: ``mse`` on a 3-shard stream (ranks get unequal shares);
+rank with gradients and a learned 0-dim temperature; ``stream``: ``mse`` on a 3-shard stream (ranks get unequal shares);
 ``ema``: regression onto a frozen EMA teacher (BYOL-style), so sharded
 student and teacher weights must line up. STRATEGY is ``ddp`` or ``fsdp``. With RUN_DIR the run
 checkpoints every 3 steps there; CRASH_AT > 0 raises after that step (a simulated crash), and a
@@ -32,6 +32,8 @@ class PlainObjective(Objective):
         super().__init__()
         self.mode = mode
         self.encoder = MLPEncoder(dropout=0.0)
+        if mode == "contrastive":  # a learned 0-dim temperature, like CLIP's logit scale: FSDP replicates it
+            self.log_inv_t = torch.nn.Parameter(torch.tensor(0.7))
         if mode == "ema":
             self.predictor = torch.nn.Sequential(torch.nn.Linear(16, 16))
             self.teacher = copy.deepcopy(self.encoder).requires_grad_(False)
@@ -52,7 +54,7 @@ class PlainObjective(Objective):
         z1 = F.normalize(self.encoder(x), dim=1)
         z2 = F.normalize(self.encoder(0.9 * x), dim=1)
         all_z2 = D.gather_with_grad(z2)
-        logits = z1 @ all_z2.T / 0.5
+        logits = z1 @ all_z2.T * self.log_inv_t.exp()
         targets = torch.arange(z1.shape[0]) + D.rank() * z1.shape[0]
         return {"loss": F.cross_entropy(logits, targets)}
 

@@ -84,3 +84,13 @@ def test_help_explains_commands() -> None:
     for cmd in ["run", "list", "info", "eval"]:
         assert cmd in res.stdout
     assert "--objective" in ssl("run", "--help").stdout
+
+
+def test_failed_torchrun_launch_exits_non_zero(tmp_path: Path) -> None:
+    """`--nproc-per-node` re-launches under torchrun; a rank's failure must reach the caller."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "ssl_core.cli", "run", "-o", "toy_align", "--nproc-per-node", "2", "--steps", "2",
+           "--no-eval", "--out", str(tmp_path / "r"), "--set", "objective_kwargs.no_such_option=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode != 0
+    assert "no_such_option" in res.stderr

@@ -43,6 +43,8 @@ def test_two_processes_match_one(tmp_path: Path, mode: str, accum: int, strategy
     assert b["sharded"] == (strategy == "fsdp")
     assert a["losses"][6] < a["losses"][1]
     _assert_same(a, b)
+    if mode == "contrastive":  # the replicated 0-dim temperature learned the same value
+        assert a["state"]["log_inv_t"].dim() == 0 and float(a["state"]["log_inv_t"]) != 0.7
     if mode == "ema":  # the teacher moved with the student, and is not the student
         s = a["state"]
         assert not torch.equal(s["teacher.net.0.weight"], s["encoder.net.0.weight"])

@@ -202,6 +202,11 @@ class Wav2Vec2Encoder(Encoder):
         x = x.masked_fill(pad[..., None], 0.0)
         return self.model.encoder.transformer(x, attention_mask=self.attention_mask(frames, x.shape[1], x.dtype))
 
+    def fsdp_units(self) -> list[nn.Module]:
+        """FSDP shards the Transformer layers one by one. The convolutional feature extractor
+        stays with the root, because :meth:`extract` calls each block's conv and norm directly."""
+        return list(self.model.encoder.transformer.layers)
+
     def layer_outputs(self, waveform: Tensor, lengths: Tensor | None = None,
                       num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
         """Every Transformer layer's output ``[B, T, D]`` (first ``num_layers``) and frame lengths."""
