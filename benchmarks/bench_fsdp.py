@@ -21,10 +21,10 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from step_timer import StepTimer
 
 
 def _local_bytes(t: torch.Tensor | None) -> int:
@@ -51,17 +51,8 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     objective = build_objective(cfg, build_encoder(cfg, data), data)
     trainer = Trainer(objective, data, cfg.train)
-    times: list[float] = []
-    t = [time.perf_counter()]
-
-    def tick(record: dict) -> None:
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        times.append(now - t[0])
-        t[0] = now
-
-    trainer.callbacks.append(tick)
+    timer = StepTimer(trainer.device)
+    trainer.callbacks.append(timer)
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.fit()
@@ -71,10 +62,9 @@ def worker(args: argparse.Namespace) -> None:
         "optimizer": sum(_local_bytes(v) for s in trainer.optimizer.state.values() for v in s.values()
                          if isinstance(v, torch.Tensor) and v.dim() > 0),
     }
-    steady = times[2:] or times
     record = {"rank": trainer.rank, "strategy": args.strategy, "state_mib": sum(state.values()) / 2**20,
               "param_mib": state["params"] / 2**20, "optimizer_mib": state["optimizer"] / 2**20,
-              "samples_per_s": cfg.train.batch_size * len(steady) / sum(steady),
+              "samples_per_s": timer.samples_per_s(cfg.train.batch_size, skip=2),
               "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if trainer.device.type == "cuda" else None,
               "encoder": cfg.encoder, "n_params": sum(p.numel() for p in objective.parameters())}
     if trainer.fsdp is not None:  # parameters() are DTensors: count the full sizes

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
+
+from step_timer import StepTimer
 
 from ssl_core.registry import get_registry
 from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config
@@ -36,20 +37,10 @@ def bench_one(name: str, device: str, steps: int, batch_size: int | None, compil
     trainer = Trainer(objective, data, cfg.train)
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times: list[float] = []
-    t = [time.perf_counter()]
-
-    def tick(record: dict) -> None:
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        times.append(now - t[0])
-        t[0] = now
-
-    trainer.callbacks.append(tick)
+    timer = StepTimer(trainer.device)
+    trainer.callbacks.append(timer)
     trainer.fit()
-    steady = times[3:] or times  # the first steps include compilation and allocator warm-up
-    sps = cfg.train.batch_size * len(steady) / sum(steady)
+    sps = timer.samples_per_s(cfg.train.batch_size, skip=3)  # the first steps compile and warm up
     mem = torch.cuda.max_memory_allocated() / 2**20 if trainer.device.type == "cuda" else float("nan")
     return {"objective": name, "modality": cfg.modality, "encoder": cfg.encoder, "batch_size": cfg.train.batch_size,
             "samples_per_s": sps, "peak_memory_mib": mem, "precision": str(trainer.amp_dtype or "fp32")}
