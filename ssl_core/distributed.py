@@ -80,7 +80,7 @@ def gather_with_grad(t: Tensor) -> Tensor:
     return torch.cat(dist_fn.all_gather(t), dim=0)
 
 
-def shutdown(settle_s: float = 0.2) -> None:
+def shutdown(settle_s: float = 0.5) -> None:
     """Leave the process group so the process can exit without aborting.
 
     gloo's worker threads release each finished collective after ``wait()`` has already returned.
