@@ -249,9 +249,11 @@ class Trainer:
             # sharding swaps parameters for DTensors, so it comes before the optimiser is built
             self.fsdp = _StepModule(objective)
             self.replicated = sharding.shard_step_module(self.fsdp, config.fsdp_min_params)
-            if (config.health_every or config.probe_every) and self.is_main:
-                warnings.warn("train.health_every/probe_every are not run during FSDP training (the "
-                              "encoder's weights are sharded); the final evaluation runs on the gathered weights.")
+            # in-loop health (on by default) and probes are skipped: the encoder's weights are
+            # sharded; the evaluation after training runs on the gathered weights
+            if config.probe_every and self.is_main:
+                warnings.warn("train.probe_every is not run during FSDP training (the encoder's weights are "
+                              "sharded); the evaluation after training runs on the gathered weights.")
         self.optimizer = build_optimizer(self.objective.param_groups(config.weight_decay), config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
