@@ -495,14 +495,19 @@ def load_samples(
     out: list[dict[str, Any]] = []
     if limit <= 0:
         return out
+    from tqdm.auto import tqdm
+
     raw = _iter_shards(urls, timeout)
+    bar = tqdm(total=limit, desc="reading evaluation samples", unit="sample", leave=False)
     try:
         for item in raw:
             sample = decode(item)
             if sample is not None:
                 out.append(sample)
+                bar.update(1)
                 if len(out) >= limit:
                     break
     finally:
+        bar.close()
         raw.close()  # stop the current shard's reader (and its command) now, not at garbage collection
     return out
