@@ -40,7 +40,7 @@ from ssl_core.data import ResumableStream
 from ssl_core.errors import DataError
 
 __all__ = [
-    "RawSample", "SizedWebDatasetStream", "WebDatasetStream", "expand_urls", "is_remote", "iter_shard_samples", "iter_tar_samples",
+    "RawSample", "WebDatasetStream", "expand_urls", "is_remote", "iter_shard_samples", "iter_tar_samples",
     "load_samples", "open_url", "shuffle_buffer", "split_key",
 ]
 
@@ -413,14 +413,6 @@ class WebDatasetStream(ResumableStream):
     object has no length and the run needs ``train.steps``.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "WebDatasetStream":
-        # Only a stream that knows its length may define __len__: code that asks len() (the
-        # DataLoader, the Trainer) must get a TypeError otherwise, exactly as for any unsized
-        # iterable. The sized variant is a module-level subclass, so instances still pickle.
-        if cls is WebDatasetStream and kwargs.get("samples_per_epoch") is not None:
-            cls = SizedWebDatasetStream
-        return super().__new__(cls)
-
     def __init__(
         self,
         urls: Sequence[str],
@@ -466,6 +458,13 @@ class WebDatasetStream(ResumableStream):
             raw = shuffle_buffer(raw, self.shuffle_buffer, random.Random(f"buffer/{self.seed}/{epoch}/{slot}"))
         return raw
 
+    def __len__(self) -> int:
+        """``samples_per_epoch``. Without it a stream has no length: ``len()`` raises TypeError,
+        as it does for any unsized iterable, and the Trainer then asks for ``train.steps``."""
+        if self.samples_per_epoch is None:
+            raise TypeError("this WebDatasetStream has no length; give it samples_per_epoch")
+        return self.samples_per_epoch
+
     def decode(self, raw: RawSample) -> dict[str, Any] | None:
         """The ``decode`` callable's sample; an exception there is reported and the sample skipped."""
         try:
@@ -474,13 +473,6 @@ class WebDatasetStream(ResumableStream):
             warnings.warn(f"Skipping sample {raw.get('__key__')!r} of shard {raw.get('__url__')}: "
                           f"{type(exc).__name__}: {exc}", stacklevel=2)
             return None
-
-
-class SizedWebDatasetStream(WebDatasetStream):
-    """A :class:`WebDatasetStream` whose ``samples_per_epoch`` is known (``len()`` works)."""
-
-    def __len__(self) -> int:
-        return int(self.samples_per_epoch or 0)
 
 
 def load_samples(
