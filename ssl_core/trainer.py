@@ -289,9 +289,9 @@ class Trainer:
         if self.checkpoint_path is None:
             return
         # collectives first, on every rank: FSDP gathers full tensors, streams gather positions
-        if self.fsdp is not None:
-            model_state = sharding.full_model_state(self.fsdp)
-            optim_state = sharding.full_optimizer_state(self.fsdp, self.optimizer)
+        model_state = self.full_objective_state()
+        optim_state = (sharding.full_optimizer_state(self.fsdp, self.optimizer) if self.fsdp is not None
+                       else self.optimizer.state_dict())
         stream_state = self._gather_stream_state() if self.stream is not None else None
         if not self.is_main:
             D.barrier()
@@ -299,9 +299,9 @@ class Trainer:
         state = {
             "step": self.step,
             "total_steps": self.total_steps,
-            "objective": model_state if self.fsdp is not None else self.objective.state_dict(),
-            "optimizer": optim_state if self.fsdp is not None else self.optimizer.state_dict(),
-            "optimizer_format": "by_name" if self.fsdp is not None else "torch",
+            "objective": model_state,
+            "optimizer": optim_state,
+            "optimizer_format": self._optimizer_format(),
             "scaler": self.scaler.state_dict(),
             "skipped_steps": self.skipped_steps,
             "torch_version": torch.__version__,
@@ -321,6 +321,10 @@ class Trainer:
             every = [mine]
         return {"epoch": self.stream_epoch, "ranks": every, "num_workers": self.cfg.num_workers}
 
+    def _optimizer_format(self) -> str:
+        """How checkpoints store the optimiser: FSDP keys its state by parameter name."""
+        return "by_name" if self.fsdp is not None else "torch"
+
     def full_objective_state(self) -> dict[str, torch.Tensor]:
         """The objective's full state dict: gathered from the shards under FSDP (a collective every
         rank must call; only rank 0 receives the tensors), else the objective's own."""
@@ -334,8 +338,7 @@ class Trainer:
         if path is None or not path.exists():
             raise DataError(f"No checkpoint to resume from at {path}. Start without --resume.")
         state = load_checkpoint(path, map_location="cpu" if self.fsdp is not None else self.device)
-        saved_format = state.get("optimizer_format", "torch")
-        wanted = "by_name" if self.fsdp is not None else "torch"
+        saved_format, wanted = state.get("optimizer_format", "torch"), self._optimizer_format()
         if saved_format != wanted:
             kind = {"by_name": "FSDP", "torch": "single-process or DDP"}
             raise ConfigError(
