@@ -93,7 +93,6 @@ def shutdown(settle_s: float = 0.5) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    if dist.get_world_size() > 1:
-        dist.barrier()
+    barrier()
     time.sleep(settle_s)
     dist.destroy_process_group()

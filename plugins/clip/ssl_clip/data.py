@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ssl_core.data import stratified_split
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.interfaces import DataModule
 
@@ -173,20 +174,12 @@ def split_indices(n: int, labels: Sequence[int] | None, test_fraction: float, se
     """(train, test) indices: stratified by label when given, else a seeded random split."""
     if not 0 <= test_fraction < 1:
         raise ConfigError(f"dataset_kwargs.test_fraction must be in [0, 1), got {test_fraction}.")
-    rng = np.random.default_rng(seed)
     if labels is None:
-        perm = rng.permutation(n)
+        perm = np.random.default_rng(seed).permutation(n)
         k = int(round(n * test_fraction))
         return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
-    lab = np.asarray(labels)
-    train: list[int] = []
-    test: list[int] = []
-    for c in np.unique(lab):
-        idx = rng.permutation(np.flatnonzero(lab == c))
-        k = int(round(len(idx) * test_fraction))
-        test += idx[:k].tolist()
-        train += idx[k:].tolist()
-    return sorted(train), sorted(test)
+    train, test = stratified_split(labels, test_fraction, seed)
+    return train.tolist(), test.tolist()
 
 
 def _class_index(raw: Sequence[str]) -> tuple[list[int], list[str]]:
