@@ -82,3 +82,11 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "eval_kwargs": EVAL_KWARGS,
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_audio.export import TorchaudioExporter
+
+    register("torchaudio", TorchaudioExporter, modality="audio",
+             summary="wav2vec 2.0 / HuBERT as torchaudio.models.wav2vec2_model weights + builder config (strict load)")

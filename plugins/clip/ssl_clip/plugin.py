@@ -62,3 +62,11 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": ["clip_zero_shot", "clip_retrieval", "knn", "linear_probe", "health"],
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_clip.export import OpenCLIPExporter
+
+    register("open_clip", OpenCLIPExporter, modality=MODALITY,
+             summary="open_clip folder (open_clip.create_model('local-dir:...')); written by every CLIP run too")

@@ -126,3 +126,13 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": EVALUATORS,
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_vision.export import TimmExporter, TorchvisionExporter
+
+    register("torchvision", TorchvisionExporter, modality="vision",
+             summary="ResNet-18/34/50 trunk as a torchvision state dict (strict load; stem noted in config.json)")
+    register("timm", TimmExporter, modality="vision",
+             summary="ResNets as timm ResNet, ViTs as timm VisionTransformer (strict load, same features)")
