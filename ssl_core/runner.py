@@ -23,6 +23,7 @@ from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.evaluators.features import shared_features
+from ssl_core.hf_data import looks_like_hf_dataset
 from ssl_core.interfaces import DataModule, Encoder, Objective
 from ssl_core.registry import Registry, get_registry
 from ssl_core.loggers import LoggerGroup
@@ -70,7 +71,8 @@ def resolve_config(
         path_sets = [s for s in registry.list("dataset", modality=cfg.modality) if not s.builtin]
         if not path_sets:
             raise ConfigError(f"No installed {cfg.modality} dataset reads files from a path; drop --data.")
-        cfg.dataset = path_sets[0].name
+        hf = [s for s in path_sets if s.name.startswith("hf_")]  # Hugging Face readers, by convention
+        cfg.dataset = (hf if hf and looks_like_hf_dataset(cfg.data) else [s for s in path_sets if s not in hf] or path_sets)[0].name
     validate_choices(cfg)
     return cfg
 

@@ -46,6 +46,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
              summary="Spoken digits by eSpeak NG, 24 voices x 3 rates x 2 pitches (1,440 clips), made offline")
     register("audiofolder", data.audio_folder, modality="audio",
              summary="Folder of wav/flac (any rate, mono/stereo); class sub-folders give labels")
+    register("hf_audio", data.hf_audio, modality="audio",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): audio_column, label_column "
+                     "(pip install 'sslkit[hf]')")
 
 
 @hookimpl

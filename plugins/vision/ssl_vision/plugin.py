@@ -57,6 +57,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
     register("webdataset_stream", stream.webdataset_stream, modality="vision",
              summary="WebDataset shards streamed from paths, http(s):// or pipe:CMD (needs --steps); "
                      "eval_path: labelled shards held in memory")
+    register("hf_images", data.hf_images, modality="vision",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): image_column, label_column "
+                     "(pip install 'sslkit[hf]')")
 
 
 @hookimpl
