@@ -71,3 +71,12 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": ["perplexity", *_PROBES], "train": {**_CPU_TRAIN, "steps": 250, "lr": 3e-3},
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_text.export import TransformersExporter
+
+    register("transformers", TransformersExporter, modality="text",
+             summary="Causal models (gpt_small) as a transformers GPTNeoXForCausalLM folder + tokenizer "
+                     "(pip install 'sslkit[transformers]')")
