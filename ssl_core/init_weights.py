@@ -34,6 +34,8 @@ class InitReport:
     source: str
     mapping: str
     loaded: int = 0
+    """Tensors that match (and were loaded, once :attr:`applied`)."""
+    applied: bool = False
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
@@ -46,7 +48,8 @@ class InitReport:
 
     def summary(self) -> str:
         """A few lines for the terminal."""
-        lines = [f"--init {self.source}: {self.loaded} tensors loaded ({self.mapping} key names)."]
+        verb = "loaded" if self.applied else "match"
+        lines = [f"--init {self.source}: {self.loaded} tensors {verb} ({self.mapping} key names)."]
         if self.ignored:
             lines.append(f"  ignored (not part of an encoder): {_some(self.ignored)}")
         if self.missing:
@@ -131,15 +134,19 @@ def init_encoder(encoder: Encoder, path: str | Path, registry: Any = None, allow
     elif fmt == "sslkit" or fmt == "safetensors":
         chosen = candidates[0]
     else:
-        chosen = max(candidates, key=lambda c: len(set(c.key_map(encoder)) & set(state)))
+        scores = [len(set(c.key_map(encoder)) & set(state)) for c in candidates]
+        chosen = candidates[scores.index(max(scores))]
     imported: ImportedState = chosen.import_state(encoder, state)
+    # torchvision and timm name ResNet weights alike: say so rather than pick one at random
+    same = [c.name for c in candidates if c.key_map(encoder) == chosen.key_map(encoder)]
+    mapping = "/".join(same) if fmt not in by_name else chosen.name
     if not imported.state:
         raise ConfigError(
             f"--init {path}: none of its {len(state)} keys (e.g. {_some(sorted(state))}) name a tensor of encoder "
             f"{type(encoder).__name__} in any known layout ({', '.join(c.name for c in candidates)}). "
             "Is it weights of the same architecture?")
     own = encoder.state_dict()
-    report = InitReport(source=str(path), mapping=chosen.name, unexpected=sorted(imported.unexpected),
+    report = InitReport(source=str(path), mapping=mapping, unexpected=sorted(imported.unexpected),
                         ignored=sorted(imported.ignored))
     load = {}
     for key, value in imported.state.items():
@@ -156,4 +163,5 @@ def init_encoder(encoder: Encoder, path: str | Path, registry: Any = None, allow
     with torch.no_grad():
         for key, value in load.items():
             own[key].copy_(value.to(own[key].dtype))
+    report.applied = True
     return report

@@ -178,3 +178,26 @@ def test_unknown_logger_and_missing_extra_are_clear(tmp_path, registry) -> None:
         run_experiment(cfg, registry=registry)
     with pytest.raises(ConfigError, match=r"pip install 'sslkit\[tensorboard\]'"):
         require("tensorboard_not_installed_here", "tensorboard", "the TensorBoard logger")
+
+
+def test_under_ddp_only_rank_0_logs(tmp_path) -> None:
+    """Two gloo processes, one run directory: one TensorBoard event file, one line per logged step."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "ssl_core.cli", "run", "-o", "toy_align", "--nproc-per-node", "2", "--steps", "4",
+           "--no-eval", "--logger", "tensorboard", "--out", str(out), "--set", "train.log_every=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1, events
+    assert [r["step"] for r in _jsonl(out)] == [1, 2, 3, 4]
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]

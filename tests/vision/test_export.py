@@ -119,7 +119,7 @@ def test_init_from_a_torchvision_state_dict_strict_and_partial(tmp_path, registr
     torch.save(tv.state_dict(), tmp_path / "resnet18.pth")
     same = resnet18(small_input=False)
     report = init_encoder(same, tmp_path / "resnet18.pth", registry)
-    assert report.complete and report.ignored == ["fc.bias", "fc.weight"] and report.mapping in ("torchvision", "timm")
+    assert report.complete and report.ignored == ["fc.bias", "fc.weight"] and report.mapping == "timm/torchvision"
     torch.testing.assert_close(same.trunk[4][0].conv1.weight, tv.layer1[0].conv1.weight, atol=0, rtol=0)
     small = resnet18()  # 3x3 small-input stem: conv1 cannot take 7x7 weights
     before = small.trunk[0].weight.clone()
