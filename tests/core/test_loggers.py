@@ -201,3 +201,34 @@ def test_under_ddp_only_rank_0_logs(tmp_path) -> None:
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+
+
+def test_resume_purges_later_tensorboard_steps_and_continues_the_mlflow_run(logged_run, tmp_path) -> None:
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ssl_core.loggers.mlflow import MLflowLogger
+    from ssl_core.loggers.tensorboard import TensorBoardLogger
+
+    first = TensorBoardLogger(tmp_path)
+    for step in (1, 2, 3, 4):
+        first.log_metrics({"step": step, "loss": float(step)})
+    first.close()
+    again = TensorBoardLogger(tmp_path)  # a crash after step 4, a checkpoint at step 2
+    again.resume(2)
+    for step in (3, 4):
+        again.log_metrics({"step": step, "loss": 10.0 * step})
+    again.close()
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
+
+    run_dir, _ = logged_run
+    before = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    resumed = MLflowLogger(run_dir)
+    assert resumed.run_id == before
+    client = MlflowClient(resumed.tracking_uri)
+    assert client.get_run(before).info.status == "RUNNING"
+    resumed.close("interrupted")
+    assert client.get_run(before).info.status == "KILLED"
+    client.set_terminated(before, "FINISHED")  # leave the shared run as the other tests found it
