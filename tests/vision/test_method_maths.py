@@ -191,6 +191,7 @@ def test_mae_encodes_visible_patches_and_scores_only_the_masked_ones() -> None:
     mae.encoder.forward_visible = lambda x, ids: (kept.append(ids.clone()), visible(x, ids))[1]  # type: ignore[method-assign]
     images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     loss, pred, mask, target = mae.forward_masked(images, torch.Generator().manual_seed(3))
+    pred = pred.detach()
     (ids_keep,) = kept
     seen = torch.zeros(4, 16).scatter_(1, ids_keep, 1.0)
     assert torch.equal(mask, 1 - seen)  # masked = exactly the patches the encoder did not see
