@@ -17,14 +17,13 @@ from typing import Any, Callable, Mapping
 import torch
 import yaml
 
-from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.evaluators.features import shared_features
 from ssl_core.interfaces import DataModule, Encoder, Objective
 from ssl_core.registry import Registry, get_registry
-from ssl_core.trainer import Trainer, TrainResult
+from ssl_core.trainer import Trainer, TrainingInterrupted, TrainResult
 
 ENCODER_FILE = "encoder.pt"
 EVAL_FILE = "eval.json"
@@ -174,9 +173,15 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
         result = trainer.fit(resume=resume)
         # under FSDP every rank holds a shard: gather the full weights (a collective) for rank 0
         full_state = trainer.full_objective_state() if trainer.fsdp is not None else None
-    finally:
-        if trainer.world_size > 1:
-            D.shutdown()
+    except TrainingInterrupted:
+        trainer.strategy.close()  # every rank stopped at the same step, after the checkpoint
+        raise
+    except BaseException:
+        # no barrier: the other ranks may be waiting in a collective this rank will never join.
+        # This process exits with the error; the launcher then stops the others.
+        trainer.strategy.abandon()
+        raise
+    trainer.strategy.close()
     metrics: dict[str, dict[str, float]] = {}
     if not trainer.is_main:  # rank 0 exports and evaluates
         return RunOutcome(run_dir, result, metrics, objective)
