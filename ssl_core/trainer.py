@@ -2,20 +2,25 @@
 
 Event order of one optimiser step (the contract objectives and callbacks can rely on)::
 
-    seed the step's generator and the global RNG from (seed, step)
+    seed the step's generator from (seed, step) and the global RNG from (seed, step, rank)
     set LR and weight decay from their warm-up + cosine schedules
     for each of grad_accum micro-batches:
         move batch to device
         with autocast(precision):  out = objective.training_step(batch, step_info)
-        backward(out["loss"] / grad_accum)
+        backward(out["loss"] / grad_accum)          # gradients averaged over ranks on the last one
+    agree over ranks on the mean loss and on a stop request
     if the loss is not finite: apply nan_policy (skip the update, or stop)
-    else: unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
+    else: objective.on_before_optimizer_step(step_info)     # drop grads of frozen-for-now layers
+          unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
           objective.on_after_optimizer_step(step_info)      # EMA / momentum teachers
-    every log_every steps: write a JSONL metrics line; every health_every: embedding health
+    every log_every steps: emit a metrics record; every health_every: embedding health
     every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint
 
 Because data order depends only on (seed, epoch) and every random draw inside a step depends
 only on (seed, step), a run resumed from a checkpoint repeats the uninterrupted run exactly.
+The step's generator is the same on every rank and knows which rows of the global batch this
+process holds (:class:`~ssl_core.randomness.StepGenerator`), so per-sample augmentations are
+those a one-process run draws. Draws from the global RNG (dropout) stay different per rank.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from ssl_core.evaluators.health import HealthEvaluator
 from ssl_core.evaluators.knn import KNNEvaluator
 from ssl_core.interfaces import DataModule, Objective, StepInfo
 from ssl_core.optim import apply_schedules, build_optimizer
+from ssl_core.randomness import BatchShard, StepGenerator
 from ssl_core.strategies import Strategy, make_strategy
 
 CHECKPOINT_NAME = "last.pt"
@@ -73,7 +79,8 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
-    """The seed of one step's random draws on one rank."""
+    """The seed of one step's random draws: ``rank=0`` for the step's generator (shared by all
+    ranks), the process's rank for the global RNG (dropout differs between ranks)."""
     return (seed * 1_000_003 + step * 7_919 + rank * 104_729 + 17) % (2**62)
 
 
@@ -173,7 +180,8 @@ class Trainer:
     ``run_dir`` receives ``metrics.jsonl`` and ``checkpoints/last.pt``; with ``run_dir=None``
     nothing is written (handy in notebooks and tests). How the objective is spread over
     processes (one process, DDP, FSDP) is the :attr:`strategy`'s business
-    (:mod:`ssl_core.strategies`); the loop is the same for all of them.
+    (:mod:`ssl_core.strategies`); the loop is the same for all of them. By default the strategy
+    follows torchrun's environment and ``config.strategy``; pass one to choose it yourself.
     """
 
     def __init__(
@@ -183,6 +191,7 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path | None = None,
         callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
         self.objective = objective
         self.data = data
@@ -192,7 +201,7 @@ class Trainer:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         # joins the process group when launched by torchrun with WORLD_SIZE > 1
-        self.strategy: Strategy = make_strategy(config, resolve_device(config.device))
+        self.strategy: Strategy = strategy or make_strategy(config, resolve_device(config.device))
         self.device = self.strategy.device
         self.rank, self.world_size = self.strategy.rank, self.strategy.world_size
         self.is_main = self.strategy.is_main
@@ -236,7 +245,10 @@ class Trainer:
         self.step_fn: Callable[..., dict[str, torch.Tensor]] = self.strategy.step_fn
         if config.compile:
             self.step_fn = torch.compile(self.step_fn)  # type: ignore[assignment]
-        self.generator = torch.Generator(device=self.device)
+        # this process's rows of each global micro-batch (the sampler deals contiguous blocks)
+        shard = BatchShard(offset=self.rank * self.micro_batch, size=self.micro_batch,
+                           total=self.world_size * self.micro_batch)
+        self.generator = StepGenerator(self.device, shard)
         self.step = 0
         self.skipped_steps = 0
         self._bad_in_a_row = 0
@@ -489,9 +501,9 @@ class Trainer:
     ) -> tuple[float, dict[str, float], bool]:
         """One optimiser step; returns (global mean loss, logged scalars, stop on every rank)."""
         cfg = self.cfg
-        seed = step_seed(cfg.seed, info.step, self.rank)
-        self.generator.manual_seed(seed)
-        torch.manual_seed(seed)  # dropout and other global draws repeat exactly on resume
+        self.generator.manual_seed(step_seed(cfg.seed, info.step))  # the same on every rank
+        # dropout and other global draws repeat exactly on resume, and differ between ranks
+        torch.manual_seed(step_seed(cfg.seed, info.step, self.rank))
         lr, wd = apply_schedules(self.optimizer, cfg, info.step, self.total_steps)
         total_loss = torch.zeros((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
@@ -525,6 +537,7 @@ class Trainer:
                 )
             return loss_value, {"lr": lr, "weight_decay": wd, "skipped": 1.0}, stop
         self._bad_in_a_row = 0
+        self.objective.on_before_optimizer_step(info)
         if cfg.clip_grad:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.clip_grad)
