@@ -1,5 +1,7 @@
 """Every built-in objective (and the example VICReg plugin) on 2 gloo processes at global batch 8
 takes the same steps as on 1 process at batch 8, and trains a few steps of its recipe under DDP.
+A test objective averaging over a data-dependent number of items shows the check catches a
+per-rank mean.
 
 One launch of two processes runs all objectives (:func:`ssl_core.equivalence.run_equivalence`):
 for each, the loss and every gradient of two SGD steps, the state dict after them (EMA teachers,
@@ -27,6 +29,7 @@ CASES = {
     "mlm": TEXT, "clm": TEXT,
     "wav2vec2": {**AUDIO, "objective_kwargs": {"feature_dropout": 0.0}}, "hubert": AUDIO,
     "clip": {},
+    "toy_masked": {"encoder_kwargs": {"dropout": 0.0}},  # ranks average over different counts
 }
 
 
@@ -45,8 +48,10 @@ def test_two_processes_take_the_steps_of_one(results: dict[str, EquivalenceResul
     assert r.grad_error <= 2e-3 and r.state_error <= 2e-3
 
 
-def test_the_check_fails_a_loss_that_only_sees_the_local_batch() -> None:
-    """toy_align's uniformity term is a mean over pairs of the local batch: the check must say so."""
-    with pytest.raises(ContractError, match="distributed-equivalence.*toy_align.*loss") as err:
-        check_distributed_equivalence("toy_align", {"encoder_kwargs": {"dropout": 0.0}}, trainer_steps=0)
+def test_the_check_fails_a_mean_over_the_local_batch() -> None:
+    """toy_masked with local_mean=True averages each rank's items on their own: the public check
+    must refuse it (with global_mean_share, the case above, it passes)."""
+    overrides = {"encoder_kwargs": {"dropout": 0.0}, "objective_kwargs": {"local_mean": True}}
+    with pytest.raises(ContractError, match="distributed-equivalence.*toy_masked.*loss") as err:
+        check_distributed_equivalence("toy_masked", overrides, trainer_steps=0)
     assert "gradient of" in str(err.value)
