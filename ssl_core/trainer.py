@@ -521,10 +521,7 @@ class Trainer:
                     logs[k] = logs.get(k, 0) + v.detach().float() / cfg.grad_accum
         self.strategy.after_backward()
         # every rank must agree on skipping a non-finite step and on stopping
-        flags = torch.stack([total_loss, torch.tensor(float(stop_requested), device=self.device)])
-        flags = self.strategy.sum_over_ranks(flags)
-        total_loss, stop = flags[0] / self.world_size, bool(flags[1].item() > 0)
-        loss_value = total_loss.item()
+        loss_value, stop = self.strategy.agree(total_loss, stop_requested)
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1

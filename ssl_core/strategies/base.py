@@ -38,7 +38,7 @@ class Strategy(abc.ABC):
             with strategy.gradient_sync(last):     # all-reduce only on the last micro-batch
                 out = strategy.step_fn(batch, info); backward
         strategy.after_backward()
-        flags = strategy.sum_over_ranks(flags)     # agree on non-finite losses and stop signals
+        loss, stop = strategy.agree(loss, stop)    # agree on non-finite losses and stop signals
         ... optimiser step ...
         strategy.model_state() / optimizer_state() / load_state()   # checkpoints
         strategy.close(); or strategy.abandon() after an error
@@ -85,6 +85,11 @@ class Strategy(abc.ABC):
     def sum_over_ranks(self, t: Tensor) -> Tensor:
         """Sum of ``t`` over ranks (collective; ``t`` itself on one process)."""
         return t
+
+    def agree(self, loss: Tensor, stop_requested: bool) -> tuple[float, bool]:
+        """(mean of ``loss`` over ranks, whether any rank asked to stop), read to the host in
+        one copy (collective). Every rank then skips a non-finite step, or stops, together."""
+        return float(loss), stop_requested
 
     def any_rank(self, flag: bool) -> bool:
         """True when ``flag`` is true on any rank (collective)."""
@@ -149,6 +154,11 @@ class MultiProcess(Strategy):
 
     def any_rank(self, flag: bool) -> bool:
         return bool(self.sum_over_ranks(torch.tensor(float(flag), device=self.device)).item() > 0)
+
+    def agree(self, loss: Tensor, stop_requested: bool) -> tuple[float, bool]:
+        flags = torch.stack([loss.detach().float().reshape(()), torch.tensor(float(stop_requested), device=loss.device)])
+        total, stops = self.sum_over_ranks(flags).tolist()
+        return total / self.world_size, stops > 0
 
     def gather_objects(self, obj: Any) -> list[Any]:
         every: list[Any] = [None] * self.world_size
