@@ -1,13 +1,16 @@
-"""Details of the vision losses that the formula checks in test_losses.py leave open: absolute
+"""Details of the vision maths that the formula checks in test_losses.py leave open: absolute
 values of the MAE loss, the paper defaults, argument checks at their boundaries, DINO with a
-single crop pair, and inputs with extra leading dimensions. Each was a surviving mutant of
-benchmarks/mutation.py (see benchmarks/results/mutation.md)."""
+single crop pair, inputs with extra leading dimensions, and the EMA momentum schedule. Each was
+a surviving mutant of benchmarks/mutation.py (see benchmarks/results/mutation.md)."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
+from ssl_vision.ema import cosine_momentum
 from ssl_vision.losses import DINOLoss, NTXentLoss, byol_regression_loss, masked_patch_mse
 
 
@@ -63,3 +66,13 @@ def test_byol_loss_normalises_the_feature_dimension_of_any_batch_shape() -> None
     p, z = torch.randn(2, 3, 5, generator=g), torch.randn(2, 3, 5, generator=g)
     assert byol_regression_loss(p, z).item() == pytest.approx(
         byol_regression_loss(p.reshape(6, 5), z.reshape(6, 5)).item(), rel=1e-6)
+
+
+def test_ema_momentum_follows_the_byol_cosine_from_base_to_final_and_clamps() -> None:
+    tau = lambda k, K, base=0.996: 1 - (1 - base) * (math.cos(math.pi * k / K) + 1) / 2  # BYOL Sec. 3.2
+    for k in range(0, 11):
+        assert cosine_momentum(k / 10) == pytest.approx(tau(k, 10), abs=1e-12)
+        assert cosine_momentum(k / 10, base=0.9) == pytest.approx(tau(k, 10, 0.9), abs=1e-12)
+    assert cosine_momentum(0.0) == pytest.approx(0.996) and cosine_momentum(1.0) == 1.0
+    assert cosine_momentum(0.5, base=0.5, final=0.7) == pytest.approx(0.6)
+    assert cosine_momentum(-3.0) == cosine_momentum(0.0) and cosine_momentum(7.0) == cosine_momentum(1.0)
