@@ -49,7 +49,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "few_shot": ("ssl_core/evaluators/few_shot.py", ["tests/core/test_evaluator_settings.py", "-k", "few_shot"]),
     "ema": ("plugins/vision/ssl_vision/ema.py", ["tests/vision/test_method_maths.py",
                                                  "tests/vision/test_maths_details.py", "-k", "ema"]),
-    "dino": ("plugins/vision/ssl_vision/dino.py", ["tests/vision/test_method_maths.py", "-k", "dino"]),
+    "dino": ("plugins/vision/ssl_vision/dino.py", ["tests/vision/test_method_maths.py", "tests/vision/test_teachers.py",
+                                                   "-k", "dino"]),
     "mae": ("plugins/vision/ssl_vision/mae.py", ["tests/vision/test_method_maths.py", "tests/vision/test_mae.py",
                                                  "-k", "mae or mask or patchify"]),
     "quantizer": ("plugins/audio/ssl_audio/quantizer.py", ["tests/audio/test_quantizer_grads.py",
@@ -254,18 +255,33 @@ def run_module(name: str, copy: Path, work: Path, timeout: float, env: dict[str,
     return out
 
 
+def table(results: dict) -> str:
+    """The per-module score table of ``results`` (the JSON file), as Markdown."""
+    rows = ["| module | file | mutants | killed | timeout | survived | score | seconds |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        n = r["killed"] + r["timeout"] + r["survived"]
+        rows.append(f"| {name} | `{r['module']}` | {n} | {r['killed']} | {r['timeout']} | {r['survived']} "
+                    f"| {r['score']:.0%} | {r['seconds']:.0f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modules", default=",".join(MODULES), help="comma-separated names from MODULES")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant before it counts as killed")
     parser.add_argument("--workdir", default="/tmp/sslkit-mutation", help="scratch copy + sessions (recreated)")
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--table", action="store_true", help="print the score table of --results and exit")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.client:
         sys.exit(client(args.client, [a for a in rest if a != "--"]))
+    if args.table:
+        print(table(json.loads(Path(args.results).read_text())))
+        return
     if args.serve:
         serve(args.serve, args.root, [a for a in rest if a != "--"])
         return
