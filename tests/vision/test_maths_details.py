@@ -25,6 +25,7 @@ def test_masked_patch_mse_is_the_mean_squared_error_over_masked_patches() -> Non
     one[1, 2] = 1  # a single masked patch: its error, not half of it
     assert masked_patch_mse(pred, target, one, norm_pix=False).item() == pytest.approx(
         float(((pred[1, 2] - target[1, 2]) ** 2).mean()), rel=1e-6)
+    assert masked_patch_mse(pred, target, torch.zeros(2, 5)).item() == 0.0  # nothing masked: 0, not NaN
 
 
 def test_masked_patch_mse_normalises_a_flat_patch_to_zero_not_nan() -> None:
