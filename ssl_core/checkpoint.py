@@ -55,7 +55,7 @@ def _write_failure(path: Path, exc: OSError, size: int) -> WriteError:
             msg += f" {free} free on the disk holding {path.parent}."
         except OSError:
             pass
-        msg += " Free some space (or write the run to another disk with --out)."
+        msg += " Free some space."
     kept = f"The previous {path.name} is unchanged." if path.exists() else f"No {path.name} was written."
     return WriteError(f"{msg} {kept}")
 

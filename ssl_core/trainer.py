@@ -8,11 +8,13 @@ Event order of one optimiser step (the contract objectives and callbacks can rel
         move batch to device
         with autocast(precision):  out = objective.training_step(batch, step_info)
         backward(out["loss"] / grad_accum)
-    if the loss is not finite: apply nan_policy (skip the update, or stop)
+    if the loss is not finite: apply nan_policy (skip: no update, buffers the forward changed
+                               are restored from a copy taken before it; or stop)
     else: unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
           objective.on_after_optimizer_step(step_info)      # EMA / momentum teachers
     every log_every steps: write a JSONL metrics line; every health_every: embedding health
-    every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint
+    every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint,
+                               never of a state holding NaN/inf
 
 Because data order depends only on (seed, epoch) and every random draw inside a step depends
 only on (seed, step), a run resumed from a checkpoint repeats the uninterrupted run exactly.
@@ -387,6 +389,7 @@ class Trainer:
         if path is None or not path.exists():
             raise DataError(f"No checkpoint to resume from at {path}. Start without --resume.")
         state = load_checkpoint(path, map_location="cpu" if self.fsdp is not None else self.device)
+        self.check_resume_step(int(state["step"]), path)
         saved_format, wanted = state.get("optimizer_format", "torch"), self._optimizer_format()
         if saved_format != wanted:
             kind = {"by_name": "FSDP", "torch": "single-process or DDP"}
@@ -404,7 +407,6 @@ class Trainer:
         if self.stream is not None:
             self._restore_stream_state(state.get("stream"), path)
         self.step = int(state["step"])
-        self.check_resume_step(self.step, path)
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self._saved_step = self.step
         return self.step
