@@ -121,9 +121,13 @@ class RunLock:
             warnings.warn("Run folders are not locked on this platform: do not start two runs on one --out.")
             return self
         self._created_dir = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise RunDirError(f"Cannot create the run's lock file {self.path}: {exc.strerror or exc}. "
+                                  "The run folder must be writable; choose another --out.") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

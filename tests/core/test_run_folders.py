@@ -47,8 +47,11 @@ def test_overwrite_clears_the_old_run(tmp_path: Path, ssl_cli) -> None:  # type:
     assert not (out / LOCK_FILE).exists()  # released at the end
 
 
-def test_a_folder_that_is_not_a_run_is_never_cleared(tmp_path: Path) -> None:
+def test_a_folder_that_is_not_a_run_is_never_cleared(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "holiday.jpg").write_bytes(b"precious")
+    res = ssl_cli("run", *RUN, "--out", tmp_path, "--overwrite")
+    assert res.returncode == 2 and "does not hold an sslkit run (holiday.jpg)" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday.jpg"]
     for overwrite in (False, True):
         with pytest.raises(RunDirError, match="does not hold an sslkit run"):
             check_fresh_run_dir(tmp_path, overwrite=overwrite)
