@@ -11,6 +11,7 @@ import datetime as _dt
 import difflib
 import inspect
 import json
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,13 @@ from ssl_core.checkpoint import atomic_torch_save, atomic_write_text, load_check
 from ssl_core.config import RunConfig, coerce_value, from_dict, load_file, merge, save_yaml, validate_choices
 from ssl_core.errors import ConfigError, DataError, SSLKitError
 from ssl_core.evaluators.features import shared_features
+from ssl_core.hf_data import looks_like_hf_dataset
 from ssl_core.interfaces import DataModule, Encoder, Objective
+from ssl_core.loggers import LoggerGroup
+from ssl_core.loggers.run import log_run_outputs, open_loggers
 from ssl_core.registry import Registry, get_registry
 from ssl_core.rundir import RunLock, check_fresh_run_dir, clear_run_dir, launched_rank
-from ssl_core.trainer import Trainer, TrainResult
+from ssl_core.trainer import Trainer, TrainingInterrupted, TrainResult
 
 ENCODER_FILE = "encoder.pt"
 EVAL_FILE = "eval.json"
@@ -70,7 +74,8 @@ def resolve_config(
         path_sets = [s for s in registry.list("dataset", modality=cfg.modality) if not s.builtin]
         if not path_sets:
             raise ConfigError(f"No installed {cfg.modality} dataset reads files from a path; drop --data.")
-        cfg.dataset = path_sets[0].name
+        hf = [s for s in path_sets if s.name.startswith("hf_")]  # Hugging Face readers, by convention
+        cfg.dataset = (hf if hf and looks_like_hf_dataset(cfg.data) else [s for s in path_sets if s not in hf] or path_sets)[0].name
     validate_choices(cfg)
     check_component_kwargs(cfg, registry)
     return cfg
@@ -244,8 +249,10 @@ def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: 
     torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
     encoder = build_encoder(cfg, data, registry)
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
+    if cfg.init and not resume:  # a resumed run's checkpoint already holds the weights
+        apply_init(encoder, cfg, registry)
     objective = build_objective(cfg, encoder, data, registry)
-    trainer = Trainer(objective, data, cfg.train, run_dir)  # joins the process group under torchrun
+    trainer = Trainer(objective, data, cfg.train, run_dir, loggers=[])  # joins the process group under torchrun
     if resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
         _check_resumable(trainer, run_dir, evaluate and bool(cfg.evaluators))
     if trainer.is_main:
@@ -253,6 +260,24 @@ def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: 
             clear_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / CONFIG_FILE)
+    loggers = open_loggers(cfg, run_dir, registry) if trainer.is_main else LoggerGroup()  # rank 0 logs
+    trainer.loggers = loggers.loggers
+    status = "failed"
+    try:
+        outcome = _train_and_evaluate(cfg, trainer, objective, data, random_encoder, run_dir, resume, evaluate,
+                                      registry, loggers)
+        status = "finished"
+        return outcome
+    except TrainingInterrupted:
+        status = "interrupted"
+        raise
+    finally:
+        loggers.close(status)
+
+
+def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, data: DataModule,
+                        random_encoder: Encoder | None, run_dir: Path, resume: bool, evaluate: bool,
+                        registry: Registry, loggers: LoggerGroup) -> RunOutcome:
     try:
         result = trainer.fit(resume=resume)
         # under FSDP every rank holds a shard: gather the full weights (a collective) for rank 0
@@ -274,6 +299,7 @@ def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: 
         if random_encoder is not None:
             metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry)
         atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+    log_run_outputs(loggers, run_dir, metrics, result.steps)
     return RunOutcome(run_dir, result, metrics, objective)
 
 
@@ -299,6 +325,17 @@ def _check_resumable(trainer: Trainer, run_dir: Path, evaluate: bool) -> None:
             f"resume with more steps (e.g. --resume --out {run_dir} --steps {2 * step}); to evaluate it again, "
             f"`ssl eval {run_dir}`."
         )
+
+
+def apply_init(encoder: Encoder, cfg: RunConfig, registry: Registry | None = None) -> None:
+    """Load ``cfg.init`` into ``encoder`` (strict unless ``cfg.init_partial``) and print the report."""
+    import sys
+
+    from ssl_core.init_weights import init_encoder
+
+    report = init_encoder(encoder, cfg.init, registry, allow_partial=cfg.init_partial)  # type: ignore[arg-type]
+    if os.environ.get("RANK", "0") == "0":  # once per run, not per process
+        print(report.summary(), file=sys.stderr)
 
 
 def export_encoder(encoder: Encoder, cfg: RunConfig, path: Path) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import pytest
 import torch
@@ -19,26 +24,37 @@ def registry():
     return Registry()
 
 
+@dataclass
+class CliResult:
+    """What ``ssl ARGS`` did: the same fields as ``subprocess.CompletedProcess``."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture
-def ssl_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    """Run the ``ssl`` command line inside this process (no interpreter start-up, so fast).
+def ssl_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run ``ssl ARGS`` in this process, through the console entry point ``ssl_core.cli.main``.
 
-    ``ssl_cli("run", "-o", "toy_align", ...)`` returns ``(returncode, stdout, stderr)`` as a
-    namespace with the field names of ``subprocess.CompletedProcess``."""
-    import sys
-    import types
+    For checking arguments, messages and exit codes: it skips the 5-15 s of starting Python and
+    importing torch that a subprocess costs. Tests of process-level behaviour (signals, torchrun,
+    the installed console script) still start a real process. ``env`` sets variables for the call.
+    """
+    from ssl_core.cli import main
 
-    from ssl_core.cli.app import main
-
-    def run(*args: object) -> types.SimpleNamespace:
-        monkeypatch.setattr(sys, "argv", ["ssl", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    def run(*args: object, env: dict[str, str] | None = None) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        with monkeypatch.context() as m:
+            m.setattr(sys, "argv", ["ssl", *map(str, args)])  # paths as the shell would pass them
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main()
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        return CliResult(code, out.getvalue(), err.getvalue())
 
     return run

@@ -60,6 +60,14 @@ def test_malicious_encoder_is_refused(run_dir: Path, tmp_path: Path, ssl_cli, co
     assert res.returncode == 2 and f"Refusing to load the encoder file {run_dir / 'encoder.pt'}" in res.stderr
 
 
+def test_malicious_init_weights_are_refused(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    marker, weights = tmp_path / "PWNED", tmp_path / "weights.pt"
+    torch.save({"net.0.weight": torch.zeros(1), "x": _Payload(marker)}, weights)
+    res = ssl_cli("run", *RUN, "--out", tmp_path / "run", "--init", weights)
+    assert not marker.exists()
+    assert res.returncode == 2 and f"Refusing to load the --init file {weights}" in res.stderr
+
+
 def test_plain_pickle_with_a_payload_is_refused(tmp_path: Path) -> None:
     """Not even a torch file: a bare pickle whose reduce runs a command."""
     from ssl_core.checkpoint import load_checkpoint
