@@ -119,10 +119,10 @@ def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", 
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if found:
             raise DataError(
-                f"Refusing to load the {what} {path}: it holds a Python object ({found.group(1)}) that would have "
-                "to be unpickled, and unpickling can run code from the file. sslkit writes only tensors and "
-                "plain values. If you trust the file, load it yourself with torch.load(weights_only=False) "
-                "and save its tensors as a plain dict."
+                f"Refusing to load the {what} {path}: it holds a Python object ({found.group(1)}) that "
+                "torch.load(weights_only=True) does not rebuild, and unpickling it could run code from the file. "
+                "sslkit writes only tensors and plain values. If you trust the file, load it yourself with "
+                "torch.load(weights_only=False) and save its tensors as a plain dict."
             ) from None
         raise DataError(f"The {what} {path} is not a checkpoint sslkit can read ({_first_line(exc)}). {fix}".rstrip()) from None
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
