@@ -131,17 +131,17 @@ def test_only_rank_zero_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_multi_process_launcher_checks_but_does_not_take_the_lock(tmp_path: Path, ssl_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """`ssl run --nproc-per-node N` relaunches itself under torchrun; rank 0 of that launch must
     find the folder unlocked, and a folder in use or holding a run is refused before launching."""
-    from ssl_core.cli import run_cmd
+    from ssl_core import launch
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     launched: list[list[str]] = []
 
-    def fake_call(cmd: list[str]) -> int:
-        launched.append(cmd)
+    def fake_launch(nproc_per_node: int, argv: list[str]) -> int:
+        launched.append(argv)
         assert not (tmp_path / "run" / LOCK_FILE).exists()  # the ranks would find it free
         return 0
 
-    monkeypatch.setattr(run_cmd.subprocess, "call", fake_call)
+    monkeypatch.setattr(launch, "launch", fake_launch)
     out = tmp_path / "run"
     assert ssl_cli("run", *RUN, "--nproc-per-node", "2", "--out", out).returncode == 0
     assert len(launched) == 1
