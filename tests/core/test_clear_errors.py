@@ -21,14 +21,6 @@ from ssl_core.trainer import Trainer
 RUN = ["-o", "toy_align", "--steps", "4", "--no-eval", "--set", "train.checkpoint_every=2"]
 
 
-@pytest.fixture
-def run_dir(tmp_path: Path, ssl_cli) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path / "run"
-    res = ssl_cli("run", *RUN, "--out", out)
-    assert res.returncode == 0, res.stderr
-    return out
-
-
 def _no_traceback(res) -> None:  # type: ignore[no-untyped-def]
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and "Aborted" not in res.stderr
@@ -64,11 +56,11 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path: P
 
 # ---------------------------------------------------------------------- damaged checkpoints
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
-def test_damaged_checkpoint_is_a_clear_error(run_dir: Path, ssl_cli, damage: str) -> None:  # type: ignore[no-untyped-def]
-    ck = run_dir / "checkpoints" / "last.pt"
+def test_damaged_checkpoint_is_a_clear_error(toy_run: Path, ssl_cli, damage: str) -> None:  # type: ignore[no-untyped-def]
+    ck = toy_run / "checkpoints" / "last.pt"
     data = ck.read_bytes()
     ck.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": b"not a checkpoint" * 64}[damage])
-    res = ssl_cli("run", "--resume", "--out", run_dir, "--steps", "6", "--no-eval")
+    res = ssl_cli("run", "--resume", "--out", toy_run, "--steps", "6", "--no-eval")
     _no_traceback(res)
     assert f"The checkpoint {ck} is" in res.stderr
     assert ("empty (0 bytes)" if damage == "empty" else "damaged") in res.stderr
@@ -107,28 +99,28 @@ def test_resume_without_out(ssl_cli) -> None:  # type: ignore[no-untyped-def]
     assert "--resume needs --out RUN_DIR" in res.stderr
 
 
-def test_resume_of_a_finished_run_says_so(run_dir: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
-    config = (run_dir / "config.yaml").read_text()
-    res = ssl_cli("run", "--resume", "--out", run_dir, "--no-eval")
+def test_resume_of_a_finished_run_says_so(toy_run: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    config = (toy_run / "config.yaml").read_text()
+    res = ssl_cli("run", "--resume", "--out", toy_run, "--no-eval")
     _no_traceback(res)
-    assert f"The run in {run_dir} is finished" in res.stderr and "--steps 8" in res.stderr
-    assert (run_dir / "config.yaml").read_text() == config
+    assert f"The run in {toy_run} is finished" in res.stderr and "--steps 8" in res.stderr
+    assert (toy_run / "config.yaml").read_text() == config
 
 
-def test_resume_of_a_trained_but_unexported_run_finishes_the_export(run_dir: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
+def test_resume_of_a_trained_but_unexported_run_finishes_the_export(toy_run: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     """Stopped after the last step but before export (e.g. killed during evaluation)."""
-    (run_dir / "encoder.pt").unlink()
-    res = ssl_cli("run", "--resume", "--out", run_dir, "--no-eval")
+    (toy_run / "encoder.pt").unlink()
+    res = ssl_cli("run", "--resume", "--out", toy_run, "--no-eval")
     assert res.returncode == 0, res.stderr
-    assert (run_dir / "encoder.pt").exists()
+    assert (toy_run / "encoder.pt").exists()
 
 
-def test_steps_below_the_checkpoint_are_refused(run_dir: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
-    config = (run_dir / "config.yaml").read_text()
-    res = ssl_cli("run", "--resume", "--out", run_dir, "--steps", "3", "--no-eval")
+def test_steps_below_the_checkpoint_are_refused(toy_run: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    config = (toy_run / "config.yaml").read_text()
+    res = ssl_cli("run", "--resume", "--out", toy_run, "--steps", "3", "--no-eval")
     _no_traceback(res)
     assert "is at step 4, past this run's 3 total steps" in res.stderr and "--steps 5 or more" in res.stderr
-    assert (run_dir / "config.yaml").read_text() == config  # the refused resume changed nothing
+    assert (toy_run / "config.yaml").read_text() == config  # the refused resume changed nothing
 
 
 # ---------------------------------------------------------------------- second stop signal

@@ -30,20 +30,17 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.fixture
-def run_dir(tmp_path: Path, ssl_cli) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path / "run"
-    res = ssl_cli("run", *RUN, "--out", out)
-    assert res.returncode == 0, res.stderr
-    return out
+def _save_malicious_encoder(path: Path, marker: Path, encoder: str, **fields: object) -> None:
+    """An encoder.pt as sslkit writes it, plus one object whose unpickling creates ``marker``."""
+    torch.save({"encoder": encoder, "encoder_kwargs": {}, "state_dict": {}, **fields, "x": _Payload(marker)}, path)
 
 
-def test_malicious_checkpoint_is_refused_on_resume(run_dir: Path, tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
+def test_malicious_checkpoint_is_refused_on_resume(toy_run: Path, tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     marker = tmp_path / "PWNED"
-    ck = run_dir / "checkpoints" / "last.pt"
+    ck = toy_run / "checkpoints" / "last.pt"
     state = torch.load(ck, weights_only=True)
     torch.save({**state, "extra": _Payload(marker)}, ck)
-    res = ssl_cli("run", "--resume", "--out", run_dir, "--steps", "6", "--no-eval")
+    res = ssl_cli("run", "--resume", "--out", toy_run, "--steps", "6", "--no-eval")
     assert not marker.exists(), "loading the checkpoint ran its payload"
     assert res.returncode == 2, res.stderr
     assert f"Refusing to load the checkpoint {ck}" in res.stderr and "system" in res.stderr
@@ -51,13 +48,12 @@ def test_malicious_checkpoint_is_refused_on_resume(run_dir: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("command", ["eval", "generate"])
-def test_malicious_encoder_is_refused(run_dir: Path, tmp_path: Path, ssl_cli, command: str) -> None:  # type: ignore[no-untyped-def]
+def test_malicious_encoder_is_refused(toy_run: Path, tmp_path: Path, ssl_cli, command: str) -> None:  # type: ignore[no-untyped-def]
     marker = tmp_path / "PWNED"
-    torch.save({"encoder": "toy_mlp", "encoder_kwargs": {}, "state_dict": {}, "x": _Payload(marker)},
-               run_dir / "encoder.pt")
-    res = ssl_cli(command, run_dir)
+    _save_malicious_encoder(toy_run / "encoder.pt", marker, "toy_mlp")
+    res = ssl_cli(command, toy_run)
     assert not marker.exists()
-    assert res.returncode == 2 and f"Refusing to load the encoder file {run_dir / 'encoder.pt'}" in res.stderr
+    assert res.returncode == 2 and f"Refusing to load the encoder file {toy_run / 'encoder.pt'}" in res.stderr
 
 
 def test_malicious_init_weights_are_refused(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
@@ -84,8 +80,7 @@ def test_hubert_targets_from_a_malicious_run_are_refused(tmp_path: Path) -> None
     from ssl_audio.hubert import load_teacher
 
     marker = tmp_path / "PWNED"
-    torch.save({"encoder": "wav2vec2_small", "encoder_kwargs": {}, "state_dict": {}, "x": _Payload(marker)},
-               tmp_path / "encoder.pt")
+    _save_malicious_encoder(tmp_path / "encoder.pt", marker, "wav2vec2_small")
     with pytest.raises(DataError, match="Refusing to load the encoder file"):
         load_teacher(tmp_path)
     assert not marker.exists()
@@ -98,26 +93,25 @@ def test_text_generator_from_a_malicious_run_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "PWNED"
     (tmp_path / "config.yaml").write_text("objective: clm\n")
     (tmp_path / "tokenizer.json").write_text("{}")
-    torch.save({"encoder": "gpt_small", "encoder_kwargs": {}, "state_dict": {}, "modality": "text",
-                "x": _Payload(marker)}, tmp_path / "encoder.pt")
+    _save_malicious_encoder(tmp_path / "encoder.pt", marker, "gpt_small", modality="text")
     with pytest.raises(DataError, match="Refusing to load the encoder file"):
         load_generator(tmp_path)
     assert not marker.exists()
 
 
-def test_written_files_hold_only_plain_values(run_dir: Path) -> None:
+def test_written_files_hold_only_plain_values(toy_run: Path) -> None:
     """What sslkit writes loads with weights_only=True and no allow-list."""
-    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    state = torch.load(toy_run / "checkpoints" / "last.pt", weights_only=True)
     assert type(state["torch_version"]) is str
-    torch.load(run_dir / "encoder.pt", weights_only=True)
+    torch.load(toy_run / "encoder.pt", weights_only=True)
 
 
-def test_checkpoints_with_the_old_torch_version_object_still_resume(run_dir: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
+def test_checkpoints_with_the_old_torch_version_object_still_resume(toy_run: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     """Checkpoints written before this change stored torch.__version__ (a TorchVersion)."""
-    ck = run_dir / "checkpoints" / "last.pt"
+    ck = toy_run / "checkpoints" / "last.pt"
     state = torch.load(ck, weights_only=True)
     torch.save({**state, "torch_version": torch.__version__}, ck)
-    res = ssl_cli("run", "--resume", "--out", run_dir, "--steps", "6", "--no-eval")
+    res = ssl_cli("run", "--resume", "--out", toy_run, "--steps", "6", "--no-eval")
     assert res.returncode == 0, res.stderr
 
 
@@ -162,3 +156,8 @@ def test_ssl_eval_never_runs_pipe_commands(tmp_path: Path, ssl_cli, monkeypatch:
     res = ssl_cli("eval", run)
     assert not marker.exists()
     assert res.returncode == 2 and "never run pipe: commands" in res.stderr
+    # ssl report reads the folder's files only
+    (run / "metrics.jsonl").write_text('{"step": 1, "epoch": 0, "loss": 1.0, "lr": 0.1}\n')
+    res = ssl_cli("report", run)
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists()
