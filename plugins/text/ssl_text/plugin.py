@@ -34,6 +34,8 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_datasets(register):  # type: ignore[no-untyped-def]
+    register("wordnet", data.wordnet, modality="text", builtin=True,
+             summary="WordNet 3.0 glosses (Debian wordnet-base), probe: 10 noun classes x 200/100 entries")
     register("pydocs", data.python_docs, modality="text", builtin=True,
              summary="Python's documentation prose (stdlib docstrings + pydoc topics), 9 labelled families")
     register("textfiles", data.text_files, modality="text",
