@@ -181,7 +181,7 @@ def wordnet(
         if not f.is_file():
             raise DataError(f"WordNet data file {f} is missing. {wn.INSTALL_HINT}")
     settings = {"classes": sorted(classes), "train": train_per_class, "test": test_per_class, "parts": parts,
-                "probe_seed": seed, "format": 1}
+                "probe_seed": seed, "format": 2}
     total_classes = len(classes)
 
     def pieces():  # type: ignore[no-untyped-def]

@@ -198,7 +198,8 @@ def balanced_probe_split(
     synsets drawn without replacement from each lexicographer class in ``classes``.
 
     Returns (train indices, test indices), each sorted. The draw depends only on ``seed`` and
-    the file contents, never on the order of ``classes``.
+    the file contents, never on the order of ``classes``; the test set does not depend on
+    ``train_per_class``.
     """
     unknown = [c for c in classes if c not in LEXNAMES]
     if unknown:
@@ -221,8 +222,9 @@ def balanced_probe_split(
                 f"WordNet class {c} has {len(members)} glosses, fewer than train_per_class + test_per_class = "
                 f"{need}. Lower those settings or choose larger classes."
             )
-        rng = np.random.default_rng([seed, LEXNAMES.index(c)])
-        pick = rng.choice(np.asarray(members), need, replace=False)
+        # one seeded permutation per class: the test entries come first, so a larger
+        # train_per_class keeps the same test set and extends the training set
+        pick = np.random.default_rng([seed, LEXNAMES.index(c)]).permutation(np.asarray(members))
         test += pick[:test_per_class].tolist()
-        train += pick[test_per_class:].tolist()
+        train += pick[test_per_class:need].tolist()
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
