@@ -54,5 +54,5 @@ def test_short_run_lowers_the_loss_and_beats_a_random_encoder(objective, lr, ste
         assert hist[-1]["code_ppl"] > 10  # the quantiser uses many codes, not one
         usage = obj.codebook_usage(build_data(resolve_config("wav2vec2", "audio")))
         assert usage["codes_used_per_group"] > 4
-    assert trained["knn_top1"] > random["knn_top1"] + 0.1, (trained, random)  # measured: +0.28 and +0.41
-    assert trained["linear_top1"] > random["linear_top1"] + 0.1, (trained, random)  # measured: +0.21 and +0.29
+    assert trained["knn_top1"] > random["knn_top1"] + 0.1, (trained, random)  # measured before the issue-12 merge: +0.28, +0.41; passes on merged main
+    assert trained["linear_top1"] > random["linear_top1"] + 0.1, (trained, random)  # measured before the merge: +0.21, +0.29; passes on merged main
