@@ -1,11 +1,17 @@
 """Pre-train a vision encoder and an audio encoder side by side, each with its own objective and
 data, in one training loop (the Experiment API).
 
-    python examples/vision_and_audio.py --steps 40
+    python examples/vision_and_audio.py            # about 3 minutes on a 2-core CPU
+    python examples/vision_and_audio.py --steps 40 # a quick smoke run (too short to beat random)
 
-SimCLR trains a ResNet on the built-in digits while wav2vec 2.0 trains a small wav2vec2
+SimCLR trains a ResNet on the built-in UCI digits while wav2vec 2.0 trains a small wav2vec2
 encoder on the built-in spoken words. The loop steps one optimiser over both; each encoder is
-then probed on its own modality against its untrained initialisation.
+then probed (kNN and linear probe) on its own modality against its untrained initialisation.
+
+The defaults follow the wav2vec2 recipe (300 steps, LR 1e-3 decaying to 20% of it): its
+contrastive loss only leaves chance after about 150 steps, so a much shorter run cannot beat a
+random encoder. The digits stay as the vision set here because they keep the example fast;
+`ssl run -m vision -o simclr` shows the vision recipe on its own default data.
 """
 
 from __future__ import annotations
@@ -14,27 +20,37 @@ import argparse
 
 from ssl_core import Experiment
 
+PROBES = {"knn_top1": "kNN top-1", "linear_top1": "linear top-1"}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", default="runs/vision-audio")
+    ap.add_argument("--overwrite", action="store_true", help="replace the runs a previous call left in --out")
     args = ap.parse_args()
 
-    exp = Experiment(train={"steps": args.steps, "batch_size": args.batch_size, "lr": 1e-3, "log_every": 10},
-                     out=args.out)
+    exp = Experiment(train={"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "min_lr_ratio": 0.2,
+                            "weight_decay": 0.01, "log_every": 10}, out=args.out)
     exp.add_data("images", "digits")
     exp.add_data("speech", "spoken_words")
     exp.add_objective("simclr", "simclr", data="images")
     exp.add_objective("wav2vec2", "wav2vec2", data="speech")
-    result = exp.fit()
+    result = exp.fit(overwrite=args.overwrite)
     last = result.history[-1]
     print(f"steps {result.steps}: simclr/loss {last['simclr/loss']:.3f}, wav2vec2/loss {last['wav2vec2/loss']:.3f}")
+    losses = []
     for task in ("simclr", "wav2vec2"):
-        m = exp.evaluate(task, evaluators=["knn", "health"], compare_random=True)
-        print(f"{task:<9} kNN top-1: trained {m['trained']['knn_top1']:.3f}, random {m['random']['knn_top1']:.3f}; "
-              f"effective rank {m['trained']['effective_rank']:.1f}")
+        m = exp.evaluate(task, evaluators=["knn", "linear_probe", "health"], compare_random=True)
+        trained, random = m["trained"], m["random"]
+        cells = ", ".join(f"{name}: trained {trained[k]:.3f}, random {random[k]:.3f}" for k, name in PROBES.items())
+        print(f"{task:<9} {cells}; effective rank {trained['effective_rank']:.1f}")
+        losses += [f"{task} {k}" for k in PROBES if trained[k] <= random[k]]
+    if losses:
+        print("WARNING: the trained encoder does not beat the random one on: " + ", ".join(losses)
+              + (" (train longer: --steps)" if args.steps < 300 else ""))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
+from ssl_core.evaluators.features import shared_features
 from ssl_core.evaluators.knn import KNNEvaluator
+from ssl_core.evaluators.linear_probe import LinearProbeEvaluator
 from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config
 from ssl_core.trainer import Trainer
 
@@ -32,8 +34,11 @@ def _short_run(objective: str, lr: float, steps: int):
     random_encoder = copy.deepcopy(encoder)
     obj = build_objective(cfg, encoder, data)
     result = Trainer(obj, data, cfg.train, None).fit()
-    knn = KNNEvaluator(batch_size=128)
-    return result, obj, knn.evaluate(obj.encoder, data)["knn_top1"], knn.evaluate(random_encoder, data)["knn_top1"]
+    probes = [KNNEvaluator(batch_size=128), LinearProbeEvaluator(batch_size=128)]
+    with shared_features():
+        trained = {k: v for p in probes for k, v in p.evaluate(obj.encoder, data).items()}
+        random = {k: v for p in probes for k, v in p.evaluate(random_encoder, data).items()}
+    return result, obj, trained, random
 
 
 @pytest.mark.parametrize("objective,lr,steps,loss_key",
@@ -49,4 +54,5 @@ def test_short_run_lowers_the_loss_and_beats_a_random_encoder(objective, lr, ste
         assert hist[-1]["code_ppl"] > 10  # the quantiser uses many codes, not one
         usage = obj.codebook_usage(build_data(resolve_config("wav2vec2", "audio")))
         assert usage["codes_used_per_group"] > 4
-    assert trained > random + 0.1, (trained, random)
+    assert trained["knn_top1"] > random["knn_top1"] + 0.1, (trained, random)  # measured before the issue-12 merge: +0.28, +0.41; passes on merged main
+    assert trained["linear_top1"] > random["linear_top1"] + 0.1, (trained, random)  # measured before the merge: +0.21, +0.29; passes on merged main

@@ -33,11 +33,16 @@ MAX_PIECE_CHARS = 1 << 20
 
 @dataclass
 class Piece:
-    """A stretch of one document's text. ``end`` is False while the document continues."""
+    """A stretch of one document's text. ``end`` is False while the document continues.
+
+    ``split`` (``"train"``/``"heldout"``, on a document's first piece) fixes the document's split;
+    ``None`` leaves it to the store's seeded hash.
+    """
 
     text: str
     label: str | None = None
     end: bool = True
+    split: str | None = None
 
 
 PieceSource = Callable[[], Iterator[Piece]]

@@ -18,12 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ssl_core.errors import DataError
 from ssl_core.interfaces import DataModule
 from ssl_text.corpus import (
     DEFAULT_FAMILIES, Piece, file_pieces, files_fingerprint, list_corpus_files, python_doc_pieces,
     python_docs_fingerprint,
 )
+from ssl_text import wordnet as wn
 from ssl_text.store import DocumentHeads, PackedBlocks, SentenceSegments, TokenStore, build_store, trim_collate
 
 MODES = ("mlm", "clm")
@@ -36,8 +39,9 @@ def _check_mode(mode: str, block_size: int) -> None:
         raise DataError(f"dataset_kwargs.block_size must be at least 16 tokens, got {block_size}.")
 
 
-def _datamodule(store: TokenStore, mode: str, block_size: int, max_probe_docs: int, seed: int,
-                description: str, probe_tokens: int, prompts: Sequence[str] = ("The",)) -> DataModule:
+def _datamodule(store: TokenStore, mode: str, block_size: int, max_probe_docs: int | None, seed: int,
+                description: str, probe_tokens: int, prompts: Sequence[str] = ("The",),
+                max_probe_test: int | None = -1) -> DataModule:
     make = PackedBlocks if mode == "clm" else SentenceSegments
     train = make(store, "train", block_size)
     heldout = make(store, "heldout", block_size)
@@ -46,7 +50,9 @@ def _datamodule(store: TokenStore, mode: str, block_size: int, max_probe_docs: i
     sp = store.specials
     probe_len = min(block_size, probe_tokens)
     probe_train = DocumentHeads(store, "train", probe_len, mode, max_probe_docs, seed)
-    probe_test = DocumentHeads(store, "heldout", probe_len, mode, max_probe_docs // 2, seed)
+    if max_probe_test == -1:  # default: half as many test documents as training documents
+        max_probe_test = None if max_probe_docs is None else max_probe_docs // 2
+    probe_test = DocumentHeads(store, "heldout", probe_len, mode, max_probe_test, seed)
     names = store.label_names
     both = set(probe_train.labels.tolist()) & set(probe_test.labels.tolist())
     labelled = len(both) >= 2
@@ -124,6 +130,82 @@ def python_docs(
     )
     return _datamodule(store, mode, block_size, max_probe_docs, seed, "Python documentation corpus", probe_tokens,
                        prompts=("Return the", "This module provides", "An exception is raised when"))
+
+
+WORDNET_PROBE_CLASSES = (
+    "noun.act", "noun.animal", "noun.artifact", "noun.attribute", "noun.communication", "noun.location",
+    "noun.person", "noun.plant", "noun.state", "noun.substance",
+)
+"""The built-in text probe's classes: WordNet's ten largest noun lexicographer files."""
+
+
+def wordnet(
+    path: str | None = None,
+    mode: str = "mlm",
+    block_size: int = 64,
+    vocab_size: int = 4096,
+    min_frequency: int = 2,
+    tokenizer: str | None = None,
+    classes: Sequence[str] = WORDNET_PROBE_CLASSES,
+    train_per_class: int = 200,
+    test_per_class: int = 100,
+    parts: Sequence[str] = wn.PARTS,
+    heldout_fraction: float = 0.05,
+    probe_tokens: int = 64,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> DataModule:
+    """Built-in labelled text: the 117,659 glosses of WordNet 3.0 (Debian's ``wordnet-base``).
+
+    Every synset of ``data.noun/verb/adj/adv`` becomes one short document, a dictionary entry
+    ``words: definition; "example"; ...`` (~2 M tokens in all), and the pre-training corpus is all
+    of them except the probe's test entries.
+
+    Probe: ``train_per_class`` + ``test_per_class`` entries drawn (seeded, without replacement)
+    from each lexicographer class in ``classes`` (default: the ten largest noun classes,
+    :data:`WORDNET_PROBE_CLASSES`), so the probe asks "what kind of thing does this entry
+    define?" on a balanced set (chance = 1 / len(classes)). The test entries are held out of
+    pre-training; the training entries are part of the (unlabelled) pre-training text, as
+    ImageNet's training images are for vision SSL. Of the remaining entries a seeded
+    ``heldout_fraction`` is held out for perplexity / masked accuracy.
+
+    ``path`` (``--dataset wordnet --data DIR``) or ``$WNSEARCHDIR`` names a WordNet 3.0 ``dict``
+    folder elsewhere; the default is ``/usr/share/wordnet``.
+    """
+    _check_mode(mode, block_size)
+    root = wn.find_wordnet(path)
+    parts = tuple(parts)
+    classes = tuple(classes)
+    files = [root / f"data.{p}" for p in parts]
+    for f in files:
+        if not f.is_file():
+            raise DataError(f"WordNet data file {f} is missing. {wn.INSTALL_HINT}")
+    settings = {"classes": sorted(classes), "train": train_per_class, "test": test_per_class, "parts": parts,
+                "probe_seed": seed, "format": 2}
+    total_classes = len(classes)
+
+    def pieces():  # type: ignore[no-untyped-def]
+        synsets = wn.read_wordnet(root, parts)
+        train_idx, test_idx = wn.balanced_probe_split(synsets, classes, train_per_class, test_per_class, seed)
+        role = np.zeros(len(synsets), dtype=np.int8)
+        role[train_idx], role[test_idx] = 1, 2
+        for s, r in zip(synsets, role):
+            if r == 0:
+                yield Piece(s.text)
+            else:
+                yield Piece(s.text, s.lexname, split="train" if r == 1 else "heldout")
+
+    store = build_store(
+        pieces, "wordnet-" + files_fingerprint(files, [None] * len(files), settings), vocab_size=vocab_size,
+        min_frequency=min_frequency, tokenizer=tokenizer, heldout_fraction=heldout_fraction, seed=seed,
+        cache_dir=cache_dir, description=f"WordNet glosses from {root}",
+    )
+    return _datamodule(
+        store, mode, block_size, None, seed,
+        f"WordNet 3.0 glosses ({root}); probe: {total_classes} lexicographer classes x "
+        f"{train_per_class} train / {test_per_class} test entries", probe_tokens,
+        prompts=("violin:", "river:", "teacher:"), max_probe_test=None,
+    )
 
 
 def text_files(

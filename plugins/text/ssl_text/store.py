@@ -255,7 +255,9 @@ def _tokenize_into(root: Path, tok: Any, pieces: PieceSource, heldout_fraction: 
         nonlocal n_docs, split
         for piece, ids in zip(pending, encode_batches(tok, (p.text for p in pending))):
             if split is None:  # first piece of a new document
-                split = "heldout" if _mix(seed, n_docs) < heldout_fraction else "train"
+                split = piece.split or ("heldout" if _mix(seed, n_docs) < heldout_fraction else "train")
+                if split not in files:
+                    raise DataError(f"A text piece asked for split '{split}'; use one of {', '.join(SPLITS)}.")
                 starts[split].append(counts[split])
                 lab = -1 if piece.label is None else label_ids.setdefault(piece.label, len(label_ids))
                 labels[split].append(lab)
