@@ -11,7 +11,8 @@ Environment switches, for cornering plugin bugs:
 
 - ``SSL_CORE_LOAD_PLUGINS=name1,name2`` loads only those entry points (empty string: none).
 - ``SSL_CORE_STRICT_PLUGINS=1`` turns a plugin failure into an error instead of a report.
-- ``SSL_CORE_TRACE_PLUGINS=1`` prints every hook call and what it returned.
+- ``SSL_CORE_TRACE_PLUGINS=1`` prints, on stderr, every entry point as it is loaded and every
+  component as a plugin registers it (plugin, kind, name, modality).
 """
 
 from __future__ import annotations

@@ -58,3 +58,18 @@ def ssl_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
+
+
+@pytest.fixture
+def reevaluate() -> Callable[..., dict[str, float]]:
+    """Evaluate a finished run's exported encoder again, in this process, on the data its config
+    names: what its eval.json reports as ``trained`` must equal this (the metric was computed on
+    the trained weights the run exported, whatever launched or fed the run)."""
+    from ssl_core.runner import evaluate_encoder, load_run
+
+    def run(run_dir: object, evaluators: tuple[str, ...] = ("knn",)) -> dict[str, float]:
+        cfg, data, encoder = load_run(str(run_dir))
+        cfg.evaluators = list(evaluators)
+        return evaluate_encoder(encoder, data, cfg)
+
+    return run

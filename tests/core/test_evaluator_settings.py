@@ -164,3 +164,54 @@ def test_probes_are_at_chance_on_label_free_features(build, key) -> None:  # typ
     x, y = torch.randn(400, 16, generator=g), torch.randint(0, 4, (400,), generator=g)
     acc = build().evaluate(Identity(16), _data(x[:200], y[:200], x[200:], y[200:]))[key]
     assert 0.1 < acc < 0.4, (key, acc)
+
+
+def _loop_knn(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, k: int, t: float, classes: int) -> list[int]:
+    """Wu et al. 2018 one test row at a time: cosine to every training row, the k most similar
+    vote ``exp(cos / t)`` for their class."""
+    preds = []
+    for q in xte:
+        cos = [float(q @ x) / float(q.norm() * x.norm()) for x in xtr]
+        top = sorted(range(len(cos)), key=lambda i: -cos[i])[:k]
+        votes = [0.0] * classes
+        for i in top:
+            votes[int(ytr[i])] += math.exp(cos[i] / t)
+        preds.append(max(range(classes), key=lambda c: votes[c]))
+    return preds
+
+
+def test_knn_predict_matches_a_loop_on_unnormalised_rows_in_chunks_with_the_dino_defaults() -> None:
+    from ssl_core.evaluators.knn import weighted_knn_predict
+
+    g = torch.Generator().manual_seed(7)
+    xtr = torch.randn(40, 6, generator=g) * torch.rand(40, 1, generator=g) * 10  # norms differ by row
+    ytr = torch.randint(0, 4, (40,), generator=g)
+    xte = torch.randn(9, 6, generator=g) * torch.rand(9, 1, generator=g) * 10
+    expected = _loop_knn(xtr, ytr, xte, k=20, t=0.07, classes=4)
+    assert weighted_knn_predict(xtr, ytr, xte).tolist() == expected  # defaults k=20, T=0.07
+    assert weighted_knn_predict(xtr, ytr, xte, chunk=2).tolist() == expected  # 5 chunks, last one short
+    assert weighted_knn_predict(xtr, ytr, xte, k=3, temperature=0.5, num_classes=4).tolist() == _loop_knn(
+        xtr, ytr, xte, k=3, t=0.5, classes=4)
+    knn = KNNEvaluator()
+    assert (knn.k, knn.temperature) == (20, 0.07)  # the protocol of Wu et al. and DINO
+
+
+def test_knn_infers_the_classes_when_the_data_does_not_say() -> None:
+    g = torch.Generator().manual_seed(8)
+    xtr, ytr = torch.randn(30, 5, generator=g), torch.arange(30) % 3
+    xte = xtr[:6] + 0.01 * torch.randn(6, 5, generator=g)
+    tr, te = TensorDictDataset(x=xtr, label=ytr), TensorDictDataset(x=xte, label=ytr[:6])
+    data = DataModule(train=tr, eval_train=tr, eval_test=te, num_classes=None)
+    assert KNNEvaluator(k=1).evaluate(Identity(5), data)["knn_top1"] == 1.0
+
+
+def test_few_shot_compares_cosines_to_unit_prototypes_and_keeps_the_default_shots() -> None:
+    # rows of very different lengths and directions: only cosines to unit prototypes (each
+    # feature normalised over its own row) put every test row with its class
+    xtr = torch.tensor([[1.0, 0.5], [1.0, 0.3], [1.0, 50.0], [2.0, 60.0]])
+    ytr = torch.tensor([0, 0, 1, 1])
+    xte = torch.tensor([[1.0, 0.6], [0.2, 1.0], [30.0, 3.0]])
+    yte = torch.tensor([0, 1, 0])
+    assert few_shot_accuracy(xtr, ytr, xte, yte, shots=2, episodes=1) == 1.0
+    fs = FewShotEvaluator()
+    assert (fs.shots, fs.episodes) == ((1, 5), 20)
