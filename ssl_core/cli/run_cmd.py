@@ -80,10 +80,14 @@ def run(
             raise typer.BadParameter("--resume needs --out RUN_DIR (the run to continue).")
         config = config or (out / CONFIG_FILE)
     cfg = resolve_config(objective, modality, config, nest(overrides))
-    if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process
-        typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
-                   f"{cfg.data or 'built-in data: ' + cfg.dataset}", err=True)
-    outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval)
+
+    def announce(cfg: Any, data: Any) -> None:
+        if os.environ.get("RANK", "0") == "0":  # one header per run, not one per process
+            source = cfg.data or "built-in data"
+            typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on {source}, "
+                       f"dataset {cfg.dataset}: {data.description}", err=True)
+
+    outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval, announce=announce)
     if "LOCAL_RANK" in os.environ and os.environ.get("RANK", "0") != "0":
         return  # rank 0 reports
     typer.echo(f"Run directory: {outcome.run_dir}")
