@@ -161,3 +161,27 @@ def test_balanced_subset_is_balanced_seeded_and_deterministic() -> None:
     assert len(fm.balanced_subset(labels, 0, seed=0)) == len(labels)
     with pytest.raises(DataError, match="fewer than the 35 per class"):
         fm.balanced_subset(labels, 140, seed=0)
+
+
+def test_data_path_keeps_choosing_imagefolder_and_idx_is_chosen_by_name(tmp_path: Path) -> None:
+    from ssl_core.runner import resolve_config
+
+    root = write_mnist_like(tmp_path / "m")
+    assert resolve_config("simclr", "vision", overrides={"data": str(root)}).dataset == "imagefolder"
+    assert resolve_config("simclr", "vision", overrides={"data": str(root), "dataset": "idx"}).dataset == "idx"
+
+
+def test_ssl_run_on_an_idx_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ssl_core.cli.app import app
+
+    root = write_mnist_like(tmp_path / "mnist", n_train=64, n_test=30)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", "-m", "vision", "-o", "simclr", "--dataset", "idx", "--data", str(root),
+                                   "--steps", "2", "--batch-size", "16", "--no-progress", "--out", str(out),
+                                   "--set", "encoder_kwargs.widths=[8,8,8,8]", "--set", "evaluators=[knn]"])
+    assert res.exit_code == 0, res.output
+    assert f"dataset idx: idx files in {root}: 64 train / 30 test (official test split" in res.output
+    assert "knn_top1" in res.output
+    assert "dataset: idx" in (out / "config.yaml").read_text()
