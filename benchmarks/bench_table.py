@@ -25,6 +25,7 @@ machine's load, which is recorded per row.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -40,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_vision_methods (for --lightly)
 
-from ssl_core.config import nest  # noqa: E402
+from ssl_core.config import nest, parse_override  # noqa: E402
 from ssl_core.registry import get_registry  # noqa: E402
 from ssl_core.runner import evaluate_encoder, resolve_config, run_experiment  # noqa: E402
 
@@ -66,8 +67,9 @@ def probes(trained: dict[str, float], random: dict[str, float]) -> list[dict[str
     return out
 
 
-def run_sslkit(name: str, modality: str, threads: int) -> dict[str, Any]:
-    """One default run of ``name`` through the runner; the row of the table."""
+def run_sslkit(name: str, modality: str, threads: int, sets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One default run of ``name`` through the runner (``sets``: dotted overrides, for smoke
+    tests; they are recorded in the row); the row of the table."""
     torch.set_num_threads(threads)
     seen: dict[str, Any] = {}
 
@@ -75,7 +77,8 @@ def run_sslkit(name: str, modality: str, threads: int) -> dict[str, Any]:
         seen["description"] = data.description
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = resolve_config(name, modality, overrides=nest({"out": tmp, "train.progress": False}))
+        overrides = {"out": tmp, "train.progress": False, "train.num_threads": threads, **(sets or {})}
+        cfg = resolve_config(name, modality, overrides=nest(overrides))
         t0 = time.perf_counter()
         outcome = run_experiment(cfg, announce=announce)
         total = time.perf_counter() - t0
@@ -85,7 +88,7 @@ def run_sslkit(name: str, modality: str, threads: int) -> dict[str, Any]:
         "steps": outcome.train.steps, "batch_size": cfg.train.batch_size, "train_s": outcome.train.wall_time_s,
         "total_s": total, "samples_per_s": outcome.train.samples_per_s,
         "probes": probes(outcome.metrics.get("trained", {}), outcome.metrics.get("random", {})),
-        "load_average": os.getloadavg()[0], "cfg": cfg,
+        "load_average": os.getloadavg()[0], "overrides": dict(sets or {}), "cfg": cfg,
     }
 
 
@@ -99,9 +102,11 @@ def run_lightly(sslkit_row: dict[str, Any], threads: int, workers: int) -> dict[
     torch.set_num_threads(threads)
     cfg = sslkit_row["cfg"]
     data = build_data(cfg)
-    with_probes = cfg.__class__(**{**cfg.__dict__, "evaluators": ["knn", "linear_probe"]})
+    with_probes = dataclasses.replace(cfg, evaluators=["knn", "linear_probe"])
+    if not cfg.train.epochs:
+        raise SystemExit("--lightly compares at the same number of epochs: set train.epochs, not train.steps.")
     t0 = time.perf_counter()
-    res = train_lightly(sslkit_row["method"], cfg, data, int(cfg.train.epochs or 0), workers,
+    res = train_lightly(sslkit_row["method"], cfg, data, int(cfg.train.epochs), workers,
                         lambda enc: evaluate_encoder(enc, data, with_probes))
     return {
         "method": sslkit_row["method"], "implementation": f"lightly {lightly.__version__}", "modality": "vision",
@@ -109,6 +114,7 @@ def run_lightly(sslkit_row: dict[str, Any], threads: int, workers: int) -> dict[
         "steps": None, "batch_size": cfg.train.batch_size, "train_s": res["train_s"],
         "total_s": time.perf_counter() - t0, "samples_per_s": res["samples_per_s"],
         "probes": probes(res["after"], res["before"]), "load_average": os.getloadavg()[0],
+        "overrides": sslkit_row.get("overrides", {}),
     }
 
 
@@ -119,8 +125,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         steps = f" ({r['steps']})" if r.get("steps") else ""
-        facts = [r["method"], r["implementation"], r["dataset"], f"{r['epochs']}{steps}", f"{r['total_s']:.0f}",
-                 f"{r['samples_per_s']:.0f}"]
+        changed = "".join(f", {k}={v}" for k, v in r.get("overrides", {}).items())  # never silent
+        facts = [r["method"], r["implementation"] + (f" (non-default{changed})" if changed else ""), r["dataset"],
+                 f"{r['epochs']}{steps}", f"{r['total_s']:.0f}", f"{r['samples_per_s']:.0f}"]
         for i, p in enumerate(r["probes"] or [{"probe": "-", "trained": float("nan"), "random": float("nan"),
                                                 "delta": float("nan"), "ahead": False}]):
             cells = facts if i == 0 else [""] * len(facts)
@@ -130,9 +137,19 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def order(rows: list[dict[str, Any]], registry_order: list[str]) -> list[dict[str, Any]]:
-    rank = {n: i for i, n in enumerate(registry_order)}
-    return sorted(rows, key=lambda r: (rank.get(r["method"], len(rank)), r["implementation"] != "sslkit"))
+MODALITY_ORDER = ["vision", "text", "audio", "image-text"]
+
+
+def order(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Rows by modality (vision, text, audio, image-text, then others), method name, sslkit first."""
+    modality = dict(objectives)
+
+    def key(r: dict[str, Any]) -> tuple[int, str, bool]:
+        m = modality.get(r["method"], r.get("modality", ""))
+        return (MODALITY_ORDER.index(m) if m in MODALITY_ORDER else len(MODALITY_ORDER), r["method"],
+                r["implementation"] != "sslkit")
+
+    return sorted(rows, key=key)
 
 
 def update_docs(path: Path, table: str, command: str) -> None:
@@ -157,6 +174,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "table.json")
     parser.add_argument("--md", type=Path, default=RESULTS / "table.md")
     parser.add_argument("--docs", type=Path, default=None, help="also update the table in this Markdown page")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field for every method (smoke tests; marked non-default in the table)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
@@ -171,7 +190,7 @@ def main() -> None:
         if name not in names:
             continue
         print(f"== {name} ({modality})", flush=True)
-        row = run_sslkit(name, modality, args.threads)
+        row = run_sslkit(name, modality, args.threads, dict(parse_override(x) for x in args.sets))
         cfg = row.pop("cfg")
         rows.append(row)
         print(markdown([row]), flush=True)
@@ -182,8 +201,7 @@ def main() -> None:
 
     old = [] if args.fresh or not args.json.exists() else json.loads(args.json.read_text())["rows"]
     done = {(r["method"], r["implementation"].split()[0]) for r in rows}
-    merged = order([r for r in old if (r["method"], r["implementation"].split()[0]) not in done] + rows,
-                   [n for n, _ in objectives])
+    merged = order([r for r in old if (r["method"], r["implementation"].split()[0]) not in done] + rows, objectives)
     command = "python benchmarks/bench_table.py" + "".join(f" {a}" for a in sys.argv[1:])
     result = {
         "benchmark": "bench_table",
