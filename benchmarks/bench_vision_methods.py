@@ -48,6 +48,7 @@ from ssl_core.evaluators.knn import KNNEvaluator
 from ssl_core.interfaces import DataModule, Encoder
 from ssl_core.optim import cosine, warmup_cosine
 from ssl_core.runner import build_data, build_encoder, resolve_config, run_experiment
+from ssl_vision.augment import dino_local_size
 from ssl_vision.vit import VIT_SIZES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vision_methods.json"
@@ -212,7 +213,7 @@ def lightly_dino(cfg: Any, backbone: Encoder, data: DataModule, workers: int) ->
     aug, ok = cfg.augmenter_kwargs, cfg.objective_kwargs
     size = aug["image_size"]
     n_local = aug.get("n_local", 6)
-    transform = DINOTransform(global_crop_size=size, local_crop_size=aug.get("local_size") or size // 2,
+    transform = DINOTransform(global_crop_size=size, local_crop_size=aug.get("local_size") or dino_local_size(size),
                               n_local_views=n_local, hf_prob=aug["hflip_p"], normalize=None)
     epochs = cfg.train.epochs
     out_dim = ok.get("out_dim", 65536)

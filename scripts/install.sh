@@ -2,7 +2,8 @@
 # Install sslkit and every plugin under plugins/ into ./.venv (created if missing), and the
 # built-in real datasets from Debian where apt is available.
 #   bash scripts/install.sh          # the toolkit (+ datasets)
-#   bash scripts/install.sh --test   # plus pytest and the test-only fixture plugins
+#   bash scripts/install.sh --test   # plus pytest, the test-only fixture plugins and every optional
+#                                    # extra (trackers, exports, Hugging Face datasets), so CI tests them
 #   bash scripts/install.sh --data   # only the Debian datasets
 # SSLKIT_SKIP_APT=1 skips the Debian datasets (the toolkit then falls back to its tiny built-in
 # sets and says so on every run that would have used them).
@@ -75,7 +76,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-packages=(-e .)
+core="."
+if [ "${1:-}" = "--test" ]; then core=".[all]"; fi
+packages=(-e "$core")
 for plugin in plugins/*/; do
     if [ -f "${plugin}pyproject.toml" ]; then packages+=(-e "${plugin%/}"); fi
 done

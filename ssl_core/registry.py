@@ -2,7 +2,7 @@
 
 Plugins come from three places, in this order:
 
-1. the core's own plugins (``DEFAULT_PLUGINS``: the built-in evaluators),
+1. the core's own plugins (``DEFAULT_PLUGINS``: the built-in evaluators, loggers and exporters),
 2. every entry point in the group ``ssl_core.plugins`` (each loaded on its own: one that fails
    to import or register is recorded in :attr:`Registry.failures` and the rest still load),
 3. objects added in-process with :meth:`Registry.add_plugin` (notebooks, tests).
@@ -33,14 +33,16 @@ from ssl_core import hookspecs
 from ssl_core.errors import DuplicateComponentError, SSLKitError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "ssl_core.plugins"
-KINDS = ("encoder", "augmenter", "objective", "evaluator", "dataset")
-DEFAULT_PLUGINS = ("ssl_core.evaluators.plugin",)
+KINDS = ("encoder", "augmenter", "objective", "evaluator", "dataset", "logger", "exporter")
+DEFAULT_PLUGINS = ("ssl_core.evaluators.plugin", "ssl_core.loggers.plugin", "ssl_core.exporters.plugin")
 _HOOK_FOR_KIND = {
     "encoder": "register_encoders",
     "augmenter": "register_augmenters",
     "objective": "register_objectives",
     "evaluator": "register_evaluators",
     "dataset": "register_datasets",
+    "logger": "register_loggers",
+    "exporter": "register_exporters",
 }
 _RECIPE_KEYS = {
     "encoder", "encoder_kwargs", "augmenter", "augmenter_kwargs", "dataset", "dataset_kwargs",

@@ -10,6 +10,7 @@ import copy
 import datetime as _dt
 import inspect
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,14 +18,16 @@ from typing import Any, Callable, Mapping
 import torch
 import yaml
 
-from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.evaluators.features import shared_features
+from ssl_core.hf_data import looks_like_hf_dataset
 from ssl_core.interfaces import DataModule, Encoder, Objective
 from ssl_core.registry import Registry, get_registry
-from ssl_core.trainer import Trainer, TrainResult
+from ssl_core.loggers import LoggerGroup
+from ssl_core.loggers.run import log_run_outputs, open_loggers
+from ssl_core.trainer import Trainer, TrainingInterrupted, TrainResult
 
 ENCODER_FILE = "encoder.pt"
 EVAL_FILE = "eval.json"
@@ -71,7 +74,8 @@ def resolve_config(
                            key=lambda s: order[s.name])
         if not path_sets:
             raise ConfigError(f"No installed {cfg.modality} dataset reads files from a path; drop --data.")
-        cfg.dataset = path_sets[0].name
+        hf = [s for s in path_sets if s.name.startswith("hf_")]  # Hugging Face readers, by convention
+        cfg.dataset = (hf if hf and looks_like_hf_dataset(cfg.data) else [s for s in path_sets if s not in hf] or path_sets)[0].name
     validate_choices(cfg)
     return cfg
 
@@ -182,18 +186,44 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
     torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
     encoder = build_encoder(cfg, data, registry)
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
+    if cfg.init and not resume:  # a resumed run's checkpoint already holds the weights
+        apply_init(encoder, cfg, registry)
     objective = build_objective(cfg, encoder, data, registry)
-    trainer = Trainer(objective, data, cfg.train, run_dir)  # joins the process group under torchrun
+    trainer = Trainer(objective, data, cfg.train, run_dir, loggers=[])  # joins the process group under torchrun
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / CONFIG_FILE)
+    loggers = open_loggers(cfg, run_dir, registry) if trainer.is_main else LoggerGroup()  # rank 0 logs
+    trainer.loggers = loggers.loggers
+    status = "failed"
+    try:
+        outcome = _train_and_evaluate(cfg, trainer, objective, data, random_encoder, run_dir, resume, evaluate,
+                                      registry, loggers)
+        status = "finished"
+        return outcome
+    except TrainingInterrupted:
+        status = "interrupted"
+        raise
+    finally:
+        loggers.close(status)
+
+
+def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, data: DataModule,
+                        random_encoder: Encoder | None, run_dir: Path, resume: bool, evaluate: bool,
+                        registry: Registry, loggers: LoggerGroup) -> RunOutcome:
     try:
         result = trainer.fit(resume=resume)
         # under FSDP every rank holds a shard: gather the full weights (a collective) for rank 0
         full_state = trainer.full_objective_state() if trainer.fsdp is not None else None
-    finally:
-        if trainer.world_size > 1:
-            D.shutdown()
+    except TrainingInterrupted:
+        trainer.strategy.close()  # every rank stopped at the same step, after the checkpoint
+        raise
+    except BaseException:
+        # no barrier: the other ranks may be waiting in a collective this rank will never join.
+        # This process exits with the error; the launcher then stops the others.
+        trainer.strategy.abandon()
+        raise
+    trainer.strategy.close()
     metrics: dict[str, dict[str, float]] = {}
     if not trainer.is_main:  # rank 0 exports and evaluates
         return RunOutcome(run_dir, result, metrics, objective)
@@ -208,7 +238,19 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
         if random_encoder is not None:
             metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry)
         atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+    log_run_outputs(loggers, run_dir, metrics, result.steps)
     return RunOutcome(run_dir, result, metrics, objective)
+
+
+def apply_init(encoder: Encoder, cfg: RunConfig, registry: Registry | None = None) -> None:
+    """Load ``cfg.init`` into ``encoder`` (strict unless ``cfg.init_partial``) and print the report."""
+    import sys
+
+    from ssl_core.init_weights import init_encoder
+
+    report = init_encoder(encoder, cfg.init, registry, allow_partial=cfg.init_partial)  # type: ignore[arg-type]
+    if os.environ.get("RANK", "0") == "0":  # once per run, not per process
+        print(report.summary(), file=sys.stderr)
 
 
 def export_encoder(encoder: Encoder, cfg: RunConfig, path: Path) -> None:

@@ -16,7 +16,8 @@ Use it from pytest in your own package::
     def test_vicreg_conforms(contract):
         check_objective_contract("vicreg", contract, overrides=TINY)
 
-or all at once with :func:`check_objective`.
+or all at once with :func:`check_objective`. :func:`check_distributed_equivalence` runs the
+objective on two gloo processes and on one, and compares losses, gradients and state.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import copy
 import io
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
@@ -35,6 +36,9 @@ from ssl_core.errors import SSLKitError
 from ssl_core.interfaces import DataModule, Encoder, Objective, StepInfo
 from ssl_core.registry import Registry, get_registry
 from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config
+
+if TYPE_CHECKING:
+    from ssl_core.equivalence import EquivalenceResult
 
 OBJECTIVE_CONTRACTS = (
     "registry-metadata",
@@ -251,3 +255,35 @@ def _check_embed(h: ObjectiveHarness) -> None:
         raise _fail("encoder-embed", h.name, f"encoder.embed returned {tuple(z.shape)}, expected ({h.batch_size}, {enc.embed_dim})")
     if not torch.isfinite(z).all():
         raise _fail("encoder-embed", h.name, "encoder.embed returned non-finite values")
+
+
+# ------------------------------------------------------------------------ distributed equivalence
+DISTRIBUTED_CONTRACT = "distributed-equivalence"
+"""Checked by :func:`check_distributed_equivalence` (it starts processes, so it is not in
+``OBJECTIVE_CONTRACTS``)."""
+
+
+def check_distributed_equivalence(
+    name: str, overrides: Mapping[str, Any] | None = None, batch_size: int = 8, nproc: int = 2,
+    steps: int = 2, trainer_steps: int = 3, timeout_s: float = 1200.0,
+) -> "EquivalenceResult":
+    """Verify that objective ``name`` on ``nproc`` gloo processes at global batch ``batch_size``
+    takes the same steps as on one process at that batch (see :mod:`ssl_core.equivalence`).
+
+    Compared: each step's loss (``LOSS_RTOL``), every gradient (``GRAD_RTOL``), the final state
+    dict including buffers (``STATE_RTOL``), and the first loss of a short Trainer run with the
+    recipe's own settings (which must also finish under DDP). It fails when a loss uses only the
+    local batch (negatives, centres, variances, token means), when augmentations are drawn per
+    rank instead of per sample, or when DDP cannot run the objective. Draws from the global RNG
+    inside the network (dropout) differ between ranks by design: pass overrides that set dropout
+    to 0. Runs on CPU; the objective must be registered through an installed plugin, since the
+    check starts fresh processes. Returns the measurements.
+    """
+    from ssl_core.equivalence import EquivalenceCase, run_equivalence
+
+    case = EquivalenceCase(name, dict(overrides or {}), batch_size, steps, trainer_steps=trainer_steps)
+    result = run_equivalence([case], nproc=nproc, timeout_s=timeout_s)[0]
+    problems = result.problems()
+    if problems:
+        raise ContractError(f"contract '{DISTRIBUTED_CONTRACT}' failed for objective '{name}': " + "; ".join(problems))
+    return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -38,6 +37,9 @@ def run(
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Processes on this machine (DDP via torchrun; one per GPU)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="ddp (a full model per process) or fsdp (parameters, gradients and optimiser state sharded; for encoders too large for one device)."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader worker processes per training process."),
+    logger: list[str] = typer.Option([], "--logger", help="Also log to: tensorboard, mlflow, wandb, ... (repeat; `ssl list --kind logger`). metrics.jsonl is always written unless the config's `loggers` list drops jsonl."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start the encoder from weights on disk: an encoder.pt or run dir, an `ssl export` folder, or a torchvision/timm/torchaudio/open_clip state dict. Strict unless --init-partial."),
+    init_partial: bool = typer.Option(False, "--init-partial", help="With --init: load the matching tensors, report the rest, and train on."),
     set_: list[str] = typer.Option([], "--set", help="Any config field, dotted: --set train.warmup_fraction=0.05 --set objective_kwargs.temperature=0.2"),
 ) -> None:
     """Train a self-supervised objective and evaluate the encoder it learns.
@@ -45,7 +47,8 @@ def run(
     With only --objective (and optionally --modality) the objective's recipe supplies the encoder,
     augmentations, built-in dataset and training settings, sized to finish in minutes on a CPU.
     The run directory receives config.yaml (the resolved config), metrics.jsonl,
-    checkpoints/last.pt, encoder.pt and eval.json.
+    checkpoints/last.pt, encoder.pt and eval.json; --logger sends the same to TensorBoard,
+    MLflow or W&B. --init starts the encoder from weights you have (nothing is downloaded).
     """
     from ssl_core.runner import CONFIG_FILE, default_run_dir, resolve_config, run_experiment
 
@@ -55,10 +58,9 @@ def run(
         argv = _strip_option(sys.argv[1:], "--nproc-per-node")
         if out is None:
             argv += ["--out", str(default_run_dir(cfg))]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc_per_node}", "-m", "ssl_core.cli", *argv]
-        typer.echo("Launching: " + " ".join(cmd), err=True)
-        raise typer.Exit(subprocess.call(cmd))
+        from ssl_core.launch import launch  # forwards SIGTERM/SIGINT, reports the failed rank
+
+        raise typer.Exit(launch(nproc_per_node, argv))
 
     overrides: dict[str, Any] = dict(parse_override(s) for s in set_)
     flat = {
@@ -66,8 +68,10 @@ def run(
         "out": str(out) if out else None, "train.epochs": epochs, "train.steps": steps,
         "train.batch_size": batch_size, "train.lr": lr, "train.optimizer": optimizer,
         "train.precision": precision, "train.device": device, "train.seed": seed,
-        "train.strategy": strategy, "train.num_workers": num_workers,
+        "train.strategy": strategy, "train.num_workers": num_workers, "init": init,
     }
+    if init_partial:
+        flat["init_partial"] = True
     if no_progress:
         flat["train.progress"] = False
     overrides.update({k: v for k, v in flat.items() if v is not None})
@@ -80,6 +84,7 @@ def run(
             raise typer.BadParameter("--resume needs --out RUN_DIR (the run to continue).")
         config = config or (out / CONFIG_FILE)
     cfg = resolve_config(objective, modality, config, nest(overrides))
+    cfg.loggers = list(dict.fromkeys([*cfg.loggers, *logger]))  # --logger adds to the config's list
 
     def announce(cfg: Any, data: Any) -> None:
         if os.environ.get("RANK", "0") == "0":  # one header per run, not one per process

@@ -92,3 +92,22 @@ def test_recipes_default_to_fashion_mnist() -> None:
     for name in ("simclr", "byol", "dino", "mae"):
         assert resolve_config(name, "vision").dataset == "fashion_mnist"
     assert resolve_config("clip", "image-text").dataset == "fashion_captions"
+
+
+@pytest.mark.parametrize("name", ["simclr", "byol", "dino", "mae"])
+def test_every_vision_recipe_builds_and_steps_on_fashion_mnist(name: str, fashion_root: Path) -> None:
+    """The data's augmentation hints reach each recipe's augmenter without breaking it (a hint one
+    augmenter needs must not crash another), and its views of real 28x28 images have the recipe's sizes."""
+    from ssl_core.runner import build_encoder, build_objective
+
+    cfg = resolve_config(name, "vision", overrides={"dataset_kwargs": {"root": str(fashion_root), "train_size": 40,
+                                                                       "test_size": 20, "fallback": False}})
+    data = build_data(cfg)
+    objective = build_objective(cfg, build_encoder(cfg, data), data)
+    assert cfg.augmenter_kwargs["image_size"] == 28 and cfg.augmenter_kwargs["hflip_p"] == 0.5
+    batch = {"image": torch.stack([data.train[i]["image"] for i in range(8)])}
+    views = objective.augmenter(batch, torch.Generator().manual_seed(0))  # type: ignore[union-attr]
+    views = [views] if torch.is_tensor(views) else list(views)
+    assert views[0].shape[-2:] == (28, 28)
+    if name == "dino":
+        assert [v.shape[-1] for v in views[2:]] == [12] * cfg.augmenter_kwargs["n_local"]  # 96/224 of 28, patch multiple

@@ -46,6 +46,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
              summary="Spoken digits by eSpeak NG, 24 voices x 3 rates x 2 pitches (1,440 clips), made offline")
     register("audiofolder", data.audio_folder, modality="audio",
              summary="Folder of wav/flac (any rate, mono/stereo); class sub-folders give labels")
+    register("hf_audio", data.hf_audio, modality="audio",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): audio_column, label_column "
+                     "(pip install 'sslkit[hf]')")
 
 
 @hookimpl
@@ -82,3 +85,11 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "eval_kwargs": EVAL_KWARGS,
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_audio.export import TorchaudioExporter
+
+    register("torchaudio", TorchaudioExporter, modality="audio",
+             summary="wav2vec 2.0 / HuBERT as torchaudio.models.wav2vec2_model weights + builder config (strict load)")

@@ -40,6 +40,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
     register("captions_wds_stream", stream.captions_wds_stream, modality=MODALITY,
              summary="WebDataset pairs streamed from paths, http(s):// or pipe:CMD (needs --steps); "
                      "eval_path: held-out shards in memory")
+    register("hf_captions", data.hf_captions, modality=MODALITY,
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): image_column, caption_column, "
+                     "label_column (pip install 'sslkit[hf]')")
 
 
 @hookimpl
@@ -65,3 +68,11 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": ["clip_zero_shot", "clip_retrieval", "knn", "linear_probe", "health"],
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_clip.export import OpenCLIPExporter
+
+    register("open_clip", OpenCLIPExporter, modality=MODALITY,
+             summary="open_clip folder (open_clip.create_model('local-dir:...')); written by every CLIP run too")

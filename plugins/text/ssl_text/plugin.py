@@ -38,6 +38,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
              summary="Python's documentation prose (stdlib docstrings + pydoc topics), 9 labelled families")
     register("textfiles", data.text_files, modality="text",
              summary="Your .txt/.md/.jsonl file or folder (sub-folders or a JSONL field give labels)")
+    register("hf_text", data.hf_text, modality="text",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): text_column, label_column "
+                     "(pip install 'sslkit[hf]')")
 
 
 @hookimpl
@@ -68,3 +71,12 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": ["perplexity", *_PROBES], "train": {**_CPU_TRAIN, "steps": 250, "lr": 3e-3},
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_text.export import TransformersExporter
+
+    register("transformers", TransformersExporter, modality="text",
+             summary="Causal models (gpt_small) as a transformers GPTNeoXForCausalLM folder + tokenizer "
+                     "(pip install 'sslkit[transformers]')")

@@ -147,12 +147,6 @@ AUGMENT_HINTS = {"hflip_p": 0.5, "scale": (0.2, 1.0)}
 """Augmentation hints for Fashion-MNIST: garments are left-right symmetric, so views flip."""
 
 
-def local_crop_size(image_size: int, multiple: int = 4) -> int:
-    """DINO's local crop side for ``image_size`` images: about 43% of it (the paper's 96 of 224),
-    rounded to a multiple of the small ViTs' patch size (28 -> 12)."""
-    return max(multiple, int(round(image_size * 96 / 224 / multiple)) * multiple)
-
-
 def fashion_mnist(
     path: str | None = None, root: str | None = None, train_size: int = TRAIN_SIZE, test_size: int = TEST_SIZE,
     image_size: int = 28, seed: int = 0, fallback: bool = True,
@@ -183,7 +177,7 @@ def fashion_mnist(
         description=(f"Fashion-MNIST from {folder}: {len(tr_y):,} of 60,000 official train images (SSL + probe "
                      f"train) / {len(te_y):,} of 10,000 official test images (probe test), balanced, seed {seed}, "
                      f"{image_size}x{image_size} grey"),
-        augmenter_kwargs={"image_size": image_size, "local_size": local_crop_size(image_size), **AUGMENT_HINTS},
+        augmenter_kwargs={"image_size": image_size, **AUGMENT_HINTS},
         name="fashion_mnist",
     )
 
@@ -263,5 +257,5 @@ def idx_folder(
         images_to_tensor(tr_x, size), tr_y, images_to_tensor(te_x, size), te_y, names,
         description=f"idx files in {root}: {len(tr_y):,} train / {len(te_y):,} test ({split_note}), "
                     f"{num_classes} classes, {size}x{size} grey",
-        augmenter_kwargs={"image_size": size, "local_size": local_crop_size(size)}, name="idx",
+        augmenter_kwargs={"image_size": size}, name="idx",
     )

@@ -62,6 +62,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
     register("webdataset_stream", stream.webdataset_stream, modality="vision",
              summary="WebDataset shards streamed from paths, http(s):// or pipe:CMD (needs --steps); "
                      "eval_path: labelled shards held in memory")
+    register("hf_images", data.hf_images, modality="vision",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): image_column, label_column "
+                     "(pip install 'sslkit[hf]')")
 
 
 @hookimpl
@@ -131,3 +134,13 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": EVALUATORS,
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from ssl_vision.export import TimmExporter, TorchvisionExporter
+
+    register("torchvision", TorchvisionExporter, modality="vision",
+             summary="ResNet-18/34/50 trunk as a torchvision state dict (strict load; stem noted in config.json)")
+    register("timm", TimmExporter, modality="vision",
+             summary="ResNets as timm ResNet, ViTs as timm VisionTransformer (strict load, same features)")
