@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
 # Debian packages holding the built-in real data: package -> what it is and where it lands.
-DEBIAN_DATA_PACKAGES=(dataset-fashion-mnist)
+DEBIAN_DATA_PACKAGES=(dataset-fashion-mnist wordnet-base)
 declare -A DATA_HELP=(
     [dataset-fashion-mnist]="Fashion-MNIST (vision + image-text default data) in /usr/share/datasets/fashion-mnist. Without Debian: put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (github.com/zalandoresearch/fashion-mnist) in a folder and export SSLKIT_FASHION_MNIST=/that/folder"
+    [wordnet-base]="WordNet 3.0 (text default data: glosses labelled by lexicographer class) in /usr/share/wordnet. Without Debian: get a WordNet 3.0 'dict' folder holding data.noun, data.verb, data.adj and data.adv (wordnet.princeton.edu's WordNet-3.0/dict, or NLTK's nltk_data/corpora/wordnet) and export WNSEARCHDIR=/that/dict (or WNHOME=/that/WordNet-3.0, whose dict/ is read)"
 )
 
 data_help() {

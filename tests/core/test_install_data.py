@@ -48,7 +48,8 @@ def test_root_with_apt_updates_then_installs(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     apt = [c for c in _calls(tmp_path) if c.startswith("apt-get")]
     assert apt[0].startswith("apt-get update")
-    assert apt[1].startswith("apt-get install") and "dataset-fashion-mnist" in apt[1] and "-y" in apt[1]
+    assert apt[1].startswith("apt-get install") and "-y" in apt[1]
+    assert "dataset-fashion-mnist" in apt[1] and "wordnet-base" in apt[1]  # one install for every dataset
 
 
 def test_non_root_uses_passwordless_sudo(tmp_path: Path) -> None:
@@ -72,11 +73,21 @@ def test_where_it_cannot_install_it_says_what_to_do_and_succeeds(tmp_path: Path,
     res = _run(_fake_bin(tmp_path, uid, tools), **env)
     assert res.returncode == 0, res.stderr
     assert "SSLKIT_FASHION_MNIST=" in res.stderr and "t10k-images-idx3-ubyte.gz" in res.stderr
+    assert "wordnet-base" in res.stderr and "WNSEARCHDIR=" in res.stderr and "data.noun" in res.stderr
     reason = {"no-apt": "apt-get is not available", "no-sudo": "needs root", "apt-fails": "failed",
               "skip": "SSLKIT_SKIP_APT=1"}[case]
     assert reason in res.stderr
     if case in ("no-sudo", "skip"):
         assert not [c for c in _calls(tmp_path) if c.startswith("apt-get")]
+
+
+def test_only_the_missing_package_is_installed(tmp_path: Path) -> None:
+    only_wordnet_missing = '[ "$3" = "wordnet-base" ] && exit 1; echo "install ok installed"'
+    bin_dir = _fake_bin(tmp_path, 0, {"dpkg-query": only_wordnet_missing, "apt-get": "exit 0"})
+    res = _run(bin_dir)
+    assert res.returncode == 0, res.stderr
+    install = [c for c in _calls(tmp_path) if c.startswith("apt-get install")]
+    assert len(install) == 1 and "wordnet-base" in install[0] and "dataset-fashion-mnist" not in install[0]
 
 
 def test_already_installed_does_nothing(tmp_path: Path) -> None:
