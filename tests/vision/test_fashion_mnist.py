@@ -95,7 +95,7 @@ def test_recipes_default_to_fashion_mnist() -> None:
 
 
 @pytest.mark.parametrize("name", ["simclr", "byol", "dino", "mae"])
-def test_every_vision_recipe_builds_and_steps_on_fashion_mnist(name: str, fashion_root: Path) -> None:
+def test_every_vision_recipe_builds_its_views_on_fashion_mnist(name: str, fashion_root: Path) -> None:
     """The data's augmentation hints reach each recipe's augmenter without breaking it (a hint one
     augmenter needs must not crash another), and its views of real 28x28 images have the recipe's sizes."""
     from ssl_core.runner import build_encoder, build_objective
