@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--objectives", nargs="+", default=["simclr", "byol"])
     ap.add_argument("--out", default="runs/compare-example")
+    ap.add_argument("--train-size", type=int, default=None, help="Fashion-MNIST training images (default: the recipe's)")
+    ap.add_argument("--test-size", type=int, default=None, help="Fashion-MNIST test images (default: the recipe's)")
     args = ap.parse_args()
     out = Path(args.out)
 
@@ -31,6 +33,9 @@ def main() -> None:
     for name in args.objectives:
         cfg = resolve_config(name, overrides={"out": str(out / name), "evaluators": ["knn", "linear_probe", "health"],
                                               "train": {"steps": args.steps, "probe_every": max(1, args.steps // 4)}})
+        if cfg.dataset == "fashion_mnist":  # other recipes' data take other sizes
+            sizes = {"train_size": args.train_size, "test_size": args.test_size}
+            cfg.dataset_kwargs.update({k: v for k, v in sizes.items() if v is not None})
         outcome = run_experiment(cfg)
         write_report(outcome.run_dir)
         runs.append(outcome.run_dir)

@@ -34,7 +34,8 @@ def test_vision_and_audio_side_by_side(tmp_path: Path) -> None:
 
 
 def test_compare_objectives(tmp_path: Path) -> None:
-    out = run("compare_objectives.py", "--steps", "3", "--objectives", "simclr", "vicreg", "--out", str(tmp_path))
+    out = run("compare_objectives.py", "--steps", "3", "--objectives", "simclr", "vicreg", "--out", str(tmp_path),
+              "--train-size", "500", "--test-size", "200")
     assert "comparison page" in out and "trained - random" in out
     assert (tmp_path / "comparison" / "index.html").exists()
     assert (tmp_path / "simclr" / "report" / "index.html").exists()
