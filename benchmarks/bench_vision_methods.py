@@ -14,13 +14,16 @@ For each method the script
    records the same two numbers;
 3. scores a randomly initialised backbone with the same kNN probe, as the floor.
 
-Data: the built-in digits at 16x16 (1,348 training images, 449 test images). kNN: sslkit's
-weighted-cosine kNN (k=20, T=0.07) on frozen features, train split -> test split.
+Data: each recipe's built-in set (Fashion-MNIST: the balanced 10,000-image subset of the
+official training split, probes tested on 2,000 official test images; the digits where
+Fashion-MNIST is not installed). kNN: sslkit's weighted-cosine kNN (k=20, T=0.07) on frozen
+features, train split -> test split. ``benchmarks/bench_table.py --lightly`` puts these lightly
+builds into the benchmark table with a linear probe as well.
 
 lightly is a benchmark-only dependency (``pip install lightly==1.6.0``; it leaves torch alone).
 Prints a table and writes ``benchmarks/results/vision_methods.json``.
 
-Run: ``python benchmarks/bench_vision_methods.py [--epochs 10] [--methods simclr byol dino mae]``.
+Run: ``python benchmarks/bench_vision_methods.py [--epochs N] [--methods simclr byol dino mae]``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from ssl_core.evaluators.knn import KNNEvaluator
 from ssl_core.interfaces import DataModule, Encoder
 from ssl_core.optim import cosine, warmup_cosine
 from ssl_core.runner import build_data, build_encoder, resolve_config, run_experiment
+from ssl_vision.augment import dino_local_size
 from ssl_vision.vit import VIT_SIZES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vision_methods.json"
@@ -53,7 +57,7 @@ METHODS = ["simclr", "byol", "dino", "mae"]
 
 # ---------------------------------------------------------------------- shared pieces
 class PILViews(Dataset):
-    """Digits as PIL images through a lightly transform (which returns one view or a list)."""
+    """Grey training images as PIL images through a lightly transform (which returns one view or a list)."""
 
     def __init__(self, data: DataModule, transform: Callable[[Any], Any]) -> None:
         from PIL import Image
@@ -209,7 +213,7 @@ def lightly_dino(cfg: Any, backbone: Encoder, data: DataModule, workers: int) ->
     aug, ok = cfg.augmenter_kwargs, cfg.objective_kwargs
     size = aug["image_size"]
     n_local = aug.get("n_local", 6)
-    transform = DINOTransform(global_crop_size=size, local_crop_size=aug.get("local_size") or size // 2,
+    transform = DINOTransform(global_crop_size=size, local_crop_size=aug.get("local_size") or dino_local_size(size),
                               n_local_views=n_local, hf_prob=aug["hflip_p"], normalize=None)
     epochs = cfg.train.epochs
     out_dim = ok.get("out_dim", 65536)
@@ -314,22 +318,15 @@ def _loader(data: DataModule, transform: Callable, cfg: Any, workers: int) -> Da
 
 
 # ---------------------------------------------------------------------- the benchmark
-def run_method(method: str, epochs: int, workers: int, threads: int) -> dict[str, Any]:
-    torch.set_num_threads(threads)
-    overrides = {"train.epochs": epochs, "train.progress": False, "evaluators": ["knn"], "compare_random": False,
-                 "train.checkpoint_every": 0, "train.health_every": 0}
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = resolve_config(method, "vision", overrides=nest({**overrides, "out": tmp}))
-        t0 = time.perf_counter()
-        outcome = run_experiment(cfg)
-        ours = {"samples_per_s": outcome.train.samples_per_s, "knn_top1": outcome.metrics["trained"]["knn_top1"],
-                "train_s": outcome.train.wall_time_s, "total_s": time.perf_counter() - t0,
-                "loss_first": outcome.train.history[0]["loss"], "loss_last": outcome.train.final_loss}
-    data = build_data(cfg)
-    torch.manual_seed(cfg.train.seed)
-    random_backbone = build_encoder(cfg, data)
-    floor = knn(random_backbone, data)
+def train_lightly(method: str, cfg: Any, data: DataModule, epochs: int, workers: int,
+                  score: Callable[[Encoder], dict[str, float]]) -> dict[str, Any]:
+    """Build ``method`` from lightly's parts around the recipe's backbone (same initial weights
+    as sslkit's run, seeded as it was) and train it for ``epochs`` with a plain loop.
 
+    Returns ``encoder`` (the trained backbone, with sslkit's ``embed``), ``before`` and ``after``
+    (``score`` of it at lightly's own random start and after training), ``samples_per_s``,
+    ``train_s`` and the losses.
+    """
     torch.manual_seed(cfg.train.seed)  # the same initial backbone weights as ours
     if method == "mae":
         model, loader, step_fn, eval_encoder = lightly_mae(cfg, data, workers)
@@ -338,20 +335,47 @@ def run_method(method: str, epochs: int, workers: int, threads: int) -> dict[str
         build = {"simclr": lightly_simclr, "byol": lightly_byol, "dino": lightly_dino}[method]
         model, loader, step_fn = build(cfg, backbone, data, workers)
         eval_encoder = backbone
-    lightly_floor = knn(eval_encoder, data)  # its own initialisation (differs from ours for MAE's timm ViT)
+    before = score(eval_encoder)
     t0 = time.perf_counter()
     sps, losses = train_loop(model, loader, epochs, cfg.train, step_fn)
-    lightly_res = {"samples_per_s": sps, "knn_top1": knn(eval_encoder, data), "train_s": time.perf_counter() - t0,
-                   "loss_first": losses[0], "loss_last": losses[-1], "random_knn_top1": lightly_floor}
+    train_s = time.perf_counter() - t0
+    return {"encoder": eval_encoder, "before": before, "after": score(eval_encoder), "samples_per_s": sps,
+            "train_s": train_s, "loss_first": losses[0], "loss_last": losses[-1]}
+
+
+def run_method(method: str, epochs: int | None, workers: int, threads: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    overrides = {"train.progress": False, "evaluators": ["knn"], "compare_random": False,
+                 "train.checkpoint_every": 0, "train.health_every": 0}
+    if epochs:
+        overrides["train.epochs"] = epochs
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = resolve_config(method, "vision", overrides=nest({**overrides, "out": tmp}))
+        t0 = time.perf_counter()
+        outcome = run_experiment(cfg)
+        ours = {"samples_per_s": outcome.train.samples_per_s, "knn_top1": outcome.metrics["trained"]["knn_top1"],
+                "train_s": outcome.train.wall_time_s, "total_s": time.perf_counter() - t0,
+                "loss_first": outcome.train.history[0]["loss"], "loss_last": outcome.train.final_loss}
+    epochs = int(cfg.train.epochs or 0)
+    data = build_data(cfg)
+    torch.manual_seed(cfg.train.seed)
+    random_backbone = build_encoder(cfg, data)
+    floor = knn(random_backbone, data)
+    lt = train_lightly(method, cfg, data, epochs, workers, lambda enc: {"knn_top1": knn(enc, data)})
+    lightly_res = {"samples_per_s": lt["samples_per_s"], "knn_top1": lt["after"]["knn_top1"], "train_s": lt["train_s"],
+                   "loss_first": lt["loss_first"], "loss_last": lt["loss_last"],
+                   # its own initialisation (differs from ours for MAE's timm ViT)
+                   "random_knn_top1": lt["before"]["knn_top1"]}
     return {"method": method, "encoder": cfg.encoder, "encoder_kwargs": {k: v for k, v in cfg.encoder_kwargs.items() if k not in ("mean", "std")},
-            "batch_size": cfg.train.batch_size, "epochs": epochs, "lr": cfg.train.lr,
+            "dataset": cfg.dataset, "batch_size": cfg.train.batch_size, "epochs": epochs, "lr": cfg.train.lr,
             "ours": ours, "lightly": lightly_res, "random_knn_top1": floor}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS)
-    parser.add_argument("--epochs", type=int, default=10, help="the shared budget, in passes over the 1,348 training images")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="the shared budget in passes over the training images (default: each recipe's epochs)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's per-image transforms")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -377,7 +401,7 @@ def main() -> None:
               f"{r['lightly']['random_knn_top1']:16.4f}")
     result = {
         "benchmark": "bench_vision_methods",
-        "description": "per method: training samples/s and kNN top-1 (k=20, T=0.07) on digits 16x16 after the same "
+        "description": "per method: training samples/s and kNN top-1 (k=20, T=0.07) on the built-in data after the same "
                        "epochs, batch, backbone and LR schedule; ours = sslkit vision plugin via the runner, lightly = "
                        "the same method from lightly's heads/losses/transforms in a plain loop with DataLoader workers",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

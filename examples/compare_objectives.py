@@ -3,8 +3,9 @@
     python examples/compare_objectives.py --steps 60
 
 Each cell below is a step you would run in a notebook. Both runs use their plugin's recipe
-(encoder, augmentations, built-in digits) with the same step budget, then `write_comparison`
-puts them in one table and one HTML page with overlaid loss and probe curves.
+(encoder, augmentations, built-in data: Fashion-MNIST) with the same step budget, then
+`write_comparison` puts them in one table and one HTML page with overlaid loss and probe curves,
+and each encoder's probes are printed next to a random encoder of the same architecture.
 """
 
 from __future__ import annotations
@@ -23,22 +24,31 @@ def main() -> None:
     ap.add_argument("--objectives", nargs="+", default=["simclr", "byol"])
     ap.add_argument("--out", default="runs/compare-example")
     ap.add_argument("--overwrite", action="store_true", help="replace the runs a previous call left in --out")
+    ap.add_argument("--train-size", type=int, default=None, help="Fashion-MNIST training images (default: the recipe's)")
+    ap.add_argument("--test-size", type=int, default=None, help="Fashion-MNIST test images (default: the recipe's)")
     args = ap.parse_args()
     out = Path(args.out)
 
     # %% train each objective with the same budget, logging a kNN probe along the way
-    runs = []
+    runs, vs_random = [], []
     for name in args.objectives:
         cfg = resolve_config(name, overrides={"out": str(out / name), "evaluators": ["knn", "linear_probe", "health"],
                                               "train": {"steps": args.steps, "probe_every": max(1, args.steps // 4)}})
+        if cfg.dataset == "fashion_mnist":  # other recipes' data take other sizes
+            sizes = {"train_size": args.train_size, "test_size": args.test_size}
+            cfg.dataset_kwargs.update({k: v for k, v in sizes.items() if v is not None})
         outcome = run_experiment(cfg, overwrite=args.overwrite)
         write_report(outcome.run_dir)
         runs.append(outcome.run_dir)
+        for probe in ("knn_top1", "linear_top1"):
+            t, r = outcome.metrics["trained"][probe], outcome.metrics["random"][probe]
+            vs_random.append([name, cfg.dataset, probe, t, r, f"{t - r:+.4f}" + ("" if t > r else " (behind random)")])
 
     # %% compare
     rows, page = write_comparison(runs, out / "comparison")
     keys = ["run", "steps", "final_loss", "samples_per_s", "knn_top1", "linear_top1", "effective_rank"]
     print(format_table(keys, [[r.get(k, "-") for k in keys] for r in rows]))
+    print(format_table(["objective", "data", "probe", "trained", "random", "trained - random"], vs_random))
     print(f"comparison page: {page}")
 
 

@@ -254,6 +254,10 @@ class Registry:
                     out.append(spec)
         return out
 
+    def names(self, kind: str) -> list[str]:
+        """Names of the components of ``kind`` in the order they were registered."""
+        return list(self._components[kind])
+
     def modalities(self) -> list[str]:
         """Modalities that have at least one objective."""
         return sorted({s.modality for s in self._components["objective"].values()})

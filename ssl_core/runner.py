@@ -70,7 +70,11 @@ def resolve_config(
         raise ConfigError(f"Objective '{objective}' is a {spec.modality} objective, but modality is '{cfg.modality}'.")
     if cfg.data and registry.get("dataset", cfg.dataset).builtin and "dataset" not in overrides:
         # a path was given: switch from the built-in set to the modality's file reader
-        path_sets = [s for s in registry.list("dataset", modality=cfg.modality) if not s.builtin]
+        # in the order the plugins registered them, so a plugin's first-named reader (vision:
+        # imagefolder) stays the choice when it adds more readers (vision: idx)
+        order = {name: i for i, name in enumerate(registry.names("dataset"))}
+        path_sets = sorted((s for s in registry.list("dataset", modality=cfg.modality) if not s.builtin),
+                           key=lambda s: order[s.name])
         if not path_sets:
             raise ConfigError(f"No installed {cfg.modality} dataset reads files from a path; drop --data.")
         hf = [s for s in path_sets if s.name.startswith("hf_")]  # Hugging Face readers, by convention
@@ -156,7 +160,13 @@ def build_data(cfg: RunConfig, registry: Registry | None = None) -> DataModule:
     spec = registry.get("dataset", cfg.dataset, modality=cfg.modality)
     if not spec.builtin and not cfg.data:
         raise ConfigError(f"Dataset '{cfg.dataset}' reads your files: pass --data PATH.")
-    return spec.build(path=cfg.data, **cfg.dataset_kwargs)
+    data = spec.build(path=cfg.data, **cfg.dataset_kwargs)
+    used = data.extras.get("dataset")
+    if used and used != cfg.dataset:
+        # a built-in set stood in for a missing one (e.g. digits for Fashion-MNIST; the dataset
+        # warned loudly): the config saved with the run names the data actually used
+        cfg.dataset, cfg.dataset_kwargs = used, dict(data.extras.get("dataset_kwargs", {}))
+    return data
 
 
 def build_encoder(cfg: RunConfig, data: DataModule | None = None, registry: Registry | None = None) -> Encoder:
@@ -219,32 +229,37 @@ def default_run_dir(cfg: RunConfig) -> Path:
 
 
 def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
-                   registry: Registry | None = None, overwrite: bool = False) -> RunOutcome:
+                   registry: Registry | None = None, overwrite: bool = False,
+                   announce: Callable[[RunConfig, DataModule], None] | None = None) -> RunOutcome:
     """Train ``cfg``'s objective, export the encoder, evaluate it (and a random one).
 
     One run, one folder: a fresh run into a folder that holds a run is refused unless
     ``overwrite`` (which clears it first) or ``resume`` is given, and the folder is locked while
-    the run writes it (:mod:`ssl_core.rundir`).
+    the run writes it (:mod:`ssl_core.rundir`). ``announce(cfg, data)`` is called once the data
+    is built, before training: ``ssl run`` prints its run header there, so the header names the
+    dataset actually used.
     """
     if resume and not cfg.out:
         raise ConfigError("Resuming needs the run directory: pass --out RUN_DIR (cfg.out).")
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(run_dir)
     if launched_rank() != 0:  # rank 0 checks and locks the folder; the other ranks write nothing there
-        return _run(cfg, run_dir, resume, evaluate, registry, overwrite=False)
+        return _run(cfg, run_dir, resume, evaluate, registry, overwrite=False, announce=announce)
     check_fresh_run_dir(run_dir, resume=resume, overwrite=overwrite)
     with RunLock(run_dir):
-        return _run(cfg, run_dir, resume, evaluate, registry, overwrite)
+        return _run(cfg, run_dir, resume, evaluate, registry, overwrite, announce)
 
 
 def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: Registry | None,
-         overwrite: bool) -> RunOutcome:
+         overwrite: bool, announce: Callable[[RunConfig, DataModule], None] | None = None) -> RunOutcome:
     registry = registry or get_registry()
     if resume:
         saved = run_dir / CONFIG_FILE
         if not saved.exists():
             raise DataError(f"Cannot resume: {saved} does not exist. Point --out at an earlier run directory.")
     data = build_data(cfg, registry)  # bad data fails here, before anything is written
+    if announce is not None:
+        announce(cfg, data)
     torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
     encoder = build_encoder(cfg, data, registry)
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None

@@ -24,6 +24,38 @@ def registry():
     return Registry()
 
 
+@pytest.fixture(scope="session")
+def fashion_root(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A folder holding Fashion-MNIST's four idx files: Debian's copy when installed (CI installs
+    it), else a stand-in written here in the same layout from real images (the UCI digits at
+    28x28, first 1,400 as "train", the rest as "t10k"), so the data tests still run."""
+    from pathlib import Path
+
+    from ssl_vision.fashion_mnist import DEBIAN_DIR, locate
+
+    if locate()[0] == DEBIAN_DIR:
+        return DEBIAN_DIR
+    import warnings
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from ssl_vision.idx import write_idx
+
+    warnings.warn("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist): the tests that need it "
+                  "read a stand-in idx folder made from the UCI digits.", stacklevel=1)
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = torch.nn.functional.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
+    images = (x[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    labels = bunch.target.astype(np.uint8)
+    root = Path(tmp_path_factory.mktemp("fashion-standin"))
+    for stem, sl in (("train", slice(0, 1400)), ("t10k", slice(1400, None))):
+        write_idx(root / f"{stem}-images-idx3-ubyte.gz", images[sl])
+        write_idx(root / f"{stem}-labels-idx1-ubyte.gz", labels[sl])
+    return root
+
+
 @dataclass
 class CliResult:
     """What ``ssl ARGS`` did: the same fields as ``subprocess.CompletedProcess``."""

@@ -99,10 +99,14 @@ def run(
     cfg = resolve_config(objective, modality, config, nest(overrides))
     cfg.loggers = list(dict.fromkeys([*cfg.loggers, *logger]))  # --logger adds to the config's list
     cfg.out = cfg.out or str(default_run_dir(cfg))
-    if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process
-        typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
-                   f"{cfg.data or 'built-in data: ' + cfg.dataset}, into {cfg.out}", err=True)
-    outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval, overwrite=overwrite)
+
+    def announce(cfg: Any, data: Any) -> None:
+        if os.environ.get("RANK", "0") == "0":  # one header per run, not one per process
+            source = cfg.data or "built-in data"
+            typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on {source}, "
+                       f"dataset {cfg.dataset}: {data.description}, into {cfg.out}", err=True)
+
+    outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval, overwrite=overwrite, announce=announce)
     if "LOCAL_RANK" in os.environ and os.environ.get("RANK", "0") != "0":
         return  # rank 0 reports
     typer.echo(f"Run directory: {outcome.run_dir}")

@@ -19,15 +19,21 @@ def ssl(*args: str) -> subprocess.CompletedProcess:
 def test_cli_builtin_pairs_train_export_and_evaluate(tmp_path: Path) -> None:
     out = tmp_path / "run"
     res = ssl("run", "--modality", "image-text", "--objective", "clip", "--steps", "4", "--batch-size", "32",
-              "--out", str(out), "--no-progress")
+              "--out", str(out), "--no-progress", "--set", "dataset_kwargs.train_size=500",
+              "--set", "dataset_kwargs.test_size=200")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "built-in data: digit_captions" in res.stderr
+    from ssl_vision.fashion_mnist import locate
+
+    installed = locate()[0] is not None
+    used = "fashion_captions" if installed else "digit_captions"
+    assert f"built-in data, dataset {used}" in res.stderr  # the header names the data actually used
     metrics = json.loads((out / "eval.json").read_text())
     for key in ("zeroshot_top1", "i2t_r1", "i2t_r10", "t2i_r5", "knn_top1", "linear_top1", "effective_rank"):
         assert key in metrics["trained"] and key in metrics["random"], key
     assert "zeroshot_top1" in res.stdout and "trained - random" in res.stdout
     cfg = (out / "config.yaml").read_text()
-    assert "model: sslkit-clip-tiny" in cfg and "image_size: 16" in cfg
+    assert "model: sslkit-clip-tiny" in cfg and f"image_size: {28 if installed else 16}" in cfg
+    assert f"dataset: {used}" in cfg
     assert (out / "open_clip" / "open_clip_pytorch_model.bin").is_file()
     assert (out / "encoder.pt").is_file()
     # `ssl eval` rebuilds the encoder from the run directory and scores it again

@@ -42,7 +42,8 @@ def run_in_process(script: str, *args: str) -> str:
 
 
 def test_slip_clip_plus_simclr(tmp_path: Path) -> None:
-    out = run("slip_clip_simclr.py", "--steps", "4", "--batch-size", "16", "--out", str(tmp_path))
+    out = run("slip_clip_simclr.py", "--steps", "4", "--batch-size", "16", "--out", str(tmp_path),
+              "--train-size", "500", "--test-size", "200")
     assert "clip/loss" in out and "simclr/loss" in out and "zeroshot_top1" in out
     assert (tmp_path / "metrics.jsonl").exists()
 
@@ -54,14 +55,15 @@ def test_vision_and_audio_side_by_side(tmp_path: Path) -> None:
 
 
 def test_compare_objectives(tmp_path: Path) -> None:
-    out = run("compare_objectives.py", "--steps", "3", "--objectives", "simclr", "vicreg", "--out", str(tmp_path))
-    assert "comparison page" in out
+    out = run("compare_objectives.py", "--steps", "3", "--objectives", "simclr", "vicreg", "--out", str(tmp_path),
+              "--train-size", "500", "--test-size", "200")
+    assert "comparison page" in out and "trained - random" in out
     assert (tmp_path / "comparison" / "index.html").exists()
     assert (tmp_path / "simclr" / "report" / "index.html").exists()
 
 
 def test_trainer_example(tmp_path: Path) -> None:
-    out = run("train_with_trainer.py", "--steps", "3")
+    out = run("train_with_trainer.py", "--steps", "3", "--train-size", "500", "--test-size", "200")
     assert "kNN top-1: trained" in out
 
 

@@ -137,3 +137,10 @@ def test_mae_views_change_geometry_only() -> None:
     const = torch.full((8, 3, 16, 16), 0.3)
     out = SingleViewAugmenter(image_size=16)({"image": const}, _gen(0))
     assert torch.allclose(out, const, atol=1e-6)
+
+
+def test_dino_local_size_keeps_the_papers_ratio_on_patch_multiples() -> None:
+    from ssl_vision.augment import dino_local_size
+
+    assert [dino_local_size(s) for s in (224, 28, 16, 32, 4)] == [96, 12, 8, 12, 4]
+    assert MultiCropAugmenter(image_size=28, n_local=1)(_batch(b=2, size=28), _gen(0))[2].shape[-1] == 12

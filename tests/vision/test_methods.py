@@ -1,8 +1,10 @@
-"""Every method learns: after a short CPU run on the built-in digits its loss has gone down and
-its encoder beats a randomly initialised one of the same architecture on the kNN probe.
+"""Every method learns: after a short CPU run on the tiny digits set its loss has gone down and
+its encoder beats a randomly initialised one of the same architecture on the kNN probe; and a
+tiny SimCLR run beats a random encoder on real Fashion-MNIST (the recipes' default data).
 
 Each run goes through the same code path as `ssl run --modality vision --objective NAME`
 (recipe -> runner -> trainer -> evaluators), shrunk to a small encoder and a few dozen steps.
+The full-size defaults are measured against random in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ SHORT_RUNS: dict[str, dict[str, Any]] = {
 }
 
 
-def _short_run(method: str, tmp_path: Path, registry, evaluators: list[str]):  # type: ignore[no-untyped-def]
+def _short_run(method: str, tmp_path: Path, registry, evaluators: list[str], **extra: Any):  # type: ignore[no-untyped-def]
     overrides = {
-        "train.epochs": None, "train.batch_size": 128, "train.progress": False, "train.log_every": 1,
-        "train.health_every": 0, "train.checkpoint_every": 0, "evaluators": evaluators,
-        "out": str(tmp_path / method), **SHORT_RUNS[method],
+        "dataset": "digits", "train.epochs": None, "train.batch_size": 128, "train.progress": False,
+        "train.log_every": 1, "train.health_every": 0, "train.checkpoint_every": 0, "evaluators": evaluators,
+        "out": str(tmp_path / method), **SHORT_RUNS[method], **extra,
     }
     cfg = resolve_config(method, "vision", overrides=nest(overrides), registry=registry)
     return run_experiment(cfg, registry=registry)
@@ -69,3 +71,14 @@ def test_method_learns(method: str, tmp_path: Path, registry) -> None:  # type: 
     if method == "mae":
         png = outcome.run_dir / RECONSTRUCTION_FILE
         assert png.exists() and png.stat().st_size > 1000
+
+
+def test_simclr_beats_random_on_fashion_mnist(tmp_path: Path, registry, fashion_root: Path) -> None:  # type: ignore[no-untyped-def]
+    """40 steps of 128 on 2,000 official-train images; probes tested on 500 official-test images.
+    Measured: kNN 0.708 vs 0.616, linear 0.750 vs 0.648 (one accuracy's standard error ~0.02)."""
+    outcome = _short_run("simclr", tmp_path, registry, ["knn", "linear_probe"], dataset="fashion_mnist",
+                         dataset_kwargs={"root": str(fashion_root), "train_size": 2000, "test_size": 500})
+    assert "dataset: fashion_mnist" in (outcome.run_dir / "config.yaml").read_text()
+    trained, random = outcome.metrics["trained"], outcome.metrics["random"]
+    for probe in ("knn_top1", "linear_top1"):
+        assert trained[probe] > random[probe] + 0.05, f"{probe}: trained {trained[probe]:.3f} vs random {random[probe]:.3f}"

@@ -19,15 +19,16 @@ def test_components_are_registered(registry) -> None:  # type: ignore[no-untyped
         assert ("encoder", enc) in names
     for aug in ("simclr_views", "byol_views", "multicrop", "mae_views"):
         assert ("augmenter", aug) in names
-    for ds in ("digits", "imagefolder", "webdataset", "webdataset_stream"):
+    for ds in ("fashion_mnist", "digits", "imagefolder", "idx", "webdataset", "webdataset_stream"):
         assert ("dataset", ds) in names
+    assert registry.get("dataset", "fashion_mnist").builtin and not registry.get("dataset", "idx").builtin
     assert registry.get("evaluator", "nn_grid").modality == "vision"
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_recipe_builds_and_takes_one_step(method: str, registry) -> None:  # type: ignore[no-untyped-def]
     cfg = resolve_config(method, "vision", registry=registry)
-    assert cfg.dataset == "digits"
+    assert cfg.dataset == "fashion_mnist"
     assert cfg.evaluators == ["knn", "linear_probe", "few_shot", "health", "nn_grid"]
     data = build_data(cfg, registry)
     enc = build_encoder(cfg, data, registry)

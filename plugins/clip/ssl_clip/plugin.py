@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_clip import data, stream
+from ssl_clip import data, fashion_captions, stream
 from ssl_clip.augment import clip_crop
 from ssl_clip.encoder import open_clip_encoder
 from ssl_clip.evaluators import RetrievalEvaluator, ZeroShotEvaluator
@@ -26,8 +26,11 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_datasets(register):  # type: ignore[no-untyped-def]
+    register("fashion_captions", fashion_captions.fashion_captions, modality=MODALITY, builtin=True,
+             summary="Fashion-MNIST with captions: class name + measured size/shape/tone/detail; "
+                     "falls back to digit_captions, loudly")
     register("digit_captions", data.digit_captions, modality=MODALITY, builtin=True,
-             summary="UCI digits (scikit-learn) with captions built from labels + measured stroke/slant")
+             summary="UCI digits (scikit-learn) with captions built from labels + measured stroke/slant: tests, fallback")
     register("captions", data.caption_pairs, modality=MODALITY,
              summary="Your pairs: .csv/.tsv (image path, caption) or WebDataset .tar shards, by suffix")
     register("captions_csv", data.csv_pairs, modality=MODALITY,
@@ -59,7 +62,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "encoder": "open_clip",
             "encoder_kwargs": {"model": "sslkit-clip-tiny"},
             "augmenter": "clip_crop",
-            "dataset": "digit_captions",
+            "dataset": "fashion_captions",
             "train": {"epochs": 30, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.1,
                       "betas": [0.9, 0.98], "warmup_fraction": 0.1, "optimizer": "adamw"},
             "evaluators": ["clip_zero_shot", "clip_retrieval", "knn", "linear_probe", "health"],

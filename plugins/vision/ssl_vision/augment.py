@@ -199,6 +199,12 @@ def byol_views(image_size: int = 32, hflip_p: float = 0.5, scale: tuple[float, f
                             blur_p=(1.0, 0.1), solarize_p=(0.0, 0.2), **overrides)
 
 
+def dino_local_size(image_size: int, multiple: int = 4) -> int:
+    """DINO's local crop side for ``image_size`` global crops: the paper's 96/224 of it, rounded to
+    a multiple of ``multiple`` (a ViT patch side), at least one patch."""
+    return max(multiple, int(round(image_size * 96 / 224 / multiple)) * multiple)
+
+
 class MultiCropAugmenter(Augmenter):
     """DINO's multi-crop (Caron et al., 2021, Sec. 3.1 and Appendix; after SwAV, Caron et al., 2020).
 
@@ -208,9 +214,9 @@ class MultiCropAugmenter(Augmenter):
     blurred, global view 2 is blurred with p=0.1 and solarised with p=0.2, and local views are
     blurred with p=0.5; all get flips, colour jitter (p=0.8) and grayscale (p=0.2).
 
-    Deviation: DINO uses 224/96 px crops (local side ~0.43 of the global one); the default local
-    side here is ``image_size // 2`` so it stays a multiple of small ViT patch sizes. All local
-    crops of a batch are produced in one batched call (``B * n_local`` per-sample draws).
+    DINO uses 224/96 px crops; the default ``local_size`` keeps that ratio, rounded to a multiple
+    of 4 (the small ViTs' patch) by :func:`dino_local_size` (28 -> 12, 224 -> 96). All local crops
+    of a batch are produced in one batched call (``B * n_local`` per-sample draws).
     """
 
     def __init__(self, image_size: int = 32, local_size: int | None = None, n_local: int = 6,
@@ -218,7 +224,7 @@ class MultiCropAugmenter(Augmenter):
                  hflip_p: float = 0.5, jitter_p: float = 0.8, gray_p: float = 0.2) -> None:
         if n_local < 0:
             raise ValueError(f"n_local must be >= 0, got {n_local}")
-        local_size = local_size or max(1, image_size // 2)
+        local_size = local_size or dino_local_size(image_size)
         common = dict(hflip_p=hflip_p, jitter_p=jitter_p, gray_p=gray_p)
         self.global1 = ViewRecipe(size=image_size, scale=tuple(global_scale), blur_p=1.0, **common)  # type: ignore[arg-type]
         self.global2 = ViewRecipe(size=image_size, scale=tuple(global_scale), blur_p=0.1, solarize_p=0.2, **common)  # type: ignore[arg-type]

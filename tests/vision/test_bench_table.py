@@ -1,0 +1,53 @@
+"""benchmarks/bench_table.py end to end at smoke-test size: one method, JSON + Markdown + the docs
+page between its markers, rows merged across piecewise runs, overrides marked non-default."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_table.py"
+TINY = ["--set", "train.epochs=1", "--set", "train.batch_size=32", "--set", "dataset=digits",
+        "--set", "encoder_kwargs.widths=[8,8,8,8]", "--set", "evaluators=[knn,linear_probe,health]"]
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, str(SCRIPT), "--threads", "1", "--json", str(tmp_path / "t.json"),
+                          "--md", str(tmp_path / "t.md"), *args], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "TQDM_DISABLE": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_table_rows_probes_and_docs(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# B\n\nintro\n\n<!-- bench_table:begin -->\nold\n<!-- bench_table:end -->\n\noutro\n")
+    _run(tmp_path, "--only", "simclr", *TINY, "--docs", str(page))
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [(r["method"], r["implementation"], r["dataset"]) for r in rows] == [("simclr", "sslkit", "digits")]
+    probes = {p["probe"]: p for p in rows[0]["probes"]}
+    assert set(probes) == {"knn_top1", "linear_top1"}  # health statistics are not probes
+    for p in probes.values():
+        assert p["delta"] == pytest.approx(p["trained"] - p["random"]) and p["ahead"] == (p["trained"] > p["random"])
+    assert rows[0]["epochs"] == 1 and rows[0]["steps"] > 0 and rows[0]["samples_per_s"] > 0
+    md = (tmp_path / "t.md").read_text()
+    assert "| simclr | sslkit (non-default, train.epochs=1" in md and "knn_top1" in md
+    text = page.read_text()
+    assert "old" not in text and "intro" in text and "outro" in text and "| simclr |" in text
+    assert "python benchmarks/bench_table.py" in text  # the command that wrote it
+
+    # a second, piecewise run adds its rows and keeps the earlier ones
+    _run(tmp_path, "--only", "byol", *TINY)
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["byol", "simclr"]  # by modality, then name
+
+
+def test_unknown_method_is_refused(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, str(SCRIPT), "--only", "simclrr", "--json", str(tmp_path / "t.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "Unknown objective" in res.stderr
