@@ -288,3 +288,37 @@ def test_dataloader_workers_persist_across_epochs() -> None:
     trainer._loader = counted  # type: ignore[method-assign]
     result = trainer.fit()
     assert result.steps == 8 and len(made) == 1 and made[0].persistent_workers
+
+
+# --------------------------------------------------------------------------- allocator
+def test_malloc_tuning_applies_once_and_honours_the_opt_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from ssl_core import allocator
+
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    class FakeLibc:  # ctypes sets argtypes/restype on the function object
+        pass
+
+    fake = FakeLibc()
+    fake.mallopt = mallopt  # type: ignore[attr-defined]
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: fake)
+    monkeypatch.setattr(sys, "platform", "linux")
+    for var in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(allocator.OPT_OUT, "0")
+    monkeypatch.setattr(allocator, "_applied", None)
+    assert allocator.tune_malloc() is False and calls == []
+    monkeypatch.delenv(allocator.OPT_OUT)
+    monkeypatch.setattr(allocator, "_applied", None)
+    assert allocator.tune_malloc() is True
+    assert calls == [(-4, 0), (-1, 2**31 - 1)]  # M_MMAP_MAX = 0, M_TRIM_THRESHOLD = largest int
+    assert allocator.tune_malloc() is True and len(calls) == 2  # once per process
+    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    assert allocator.tune_malloc() is False and len(calls) == 2
