@@ -77,8 +77,10 @@ class LARS(Optimizer):
 def fused_supported(param_groups: list[dict[str, Any]]) -> bool:
     """Whether PyTorch's fused AdamW/SGD kernels can update these parameters (plain float
     tensors, all on one device type with fused kernels: CUDA, and CPU since PyTorch 2.4)."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
+    try:  # a private helper of torch.optim; without it, stay with the default kernels
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:
+        return False
     params = [p for g in param_groups for p in g["params"]]
     devices = {p.device.type for p in params}
     return (len(devices) == 1 and devices <= set(_get_fused_kernels_supported_devices())
