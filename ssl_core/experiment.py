@@ -32,6 +32,7 @@ from ssl_core.data import default_collate
 from ssl_core.errors import ConfigError
 from ssl_core.interfaces import Batch, DataModule, Encoder, Objective, StepInfo
 from ssl_core.registry import Registry, get_registry
+from ssl_core.rundir import RunLock, check_fresh_run_dir, clear_run_dir, launched_rank
 from ssl_core.runner import _accepted, evaluate_encoder
 from ssl_core.trainer import Trainer, TrainResult
 
@@ -85,6 +86,7 @@ class MultiObjective(Objective):
         self.tasks = list(tasks)
         self.objectives = nn.ModuleDict({t.name: t.objective for t in tasks})
         self.encoder = tasks[0].objective.encoder
+        self.min_batch_size = max(t.objective.min_batch_size for t in tasks)
 
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
         total: Tensor | None = None
@@ -214,9 +216,21 @@ class Experiment:
             extras={"streams": streams},
         )
 
-    def fit(self, resume: bool = False) -> TrainResult:
-        """Train every objective together; returns the Trainer's result."""
+    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train every objective together; returns the Trainer's result.
+
+        With ``out`` set, the folder follows the rules of ``ssl run``: a folder holding a run is
+        refused unless ``resume`` or ``overwrite`` (which clears it), and it is locked meanwhile."""
         self.objective = MultiObjective(self.tasks)
+        if self.out is None or launched_rank() != 0:
+            return self._fit(resume)
+        check_fresh_run_dir(self.out, resume=resume, overwrite=overwrite)
+        with RunLock(self.out):
+            if overwrite:
+                clear_run_dir(self.out)
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         self.trainer = Trainer(self.objective, self.build_data(), self.train_cfg, self.out)
         result = self.trainer.fit(resume=resume)
         self.objective.on_train_end(self.out, self.trainer.data)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import difflib
 import inspect
 import json
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,15 +20,16 @@ from typing import Any, Callable, Mapping
 import torch
 import yaml
 
-from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
-from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
-from ssl_core.errors import ConfigError, DataError
+from ssl_core.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, load_torch_file
+from ssl_core.config import RunConfig, coerce_value, from_dict, load_file, merge, save_yaml, validate_choices
+from ssl_core.errors import ConfigError, DataError, SSLKitError
 from ssl_core.evaluators.features import shared_features
 from ssl_core.hf_data import looks_like_hf_dataset
 from ssl_core.interfaces import DataModule, Encoder, Objective
-from ssl_core.registry import Registry, get_registry
 from ssl_core.loggers import LoggerGroup
 from ssl_core.loggers.run import log_run_outputs, open_loggers
+from ssl_core.registry import Registry, get_registry
+from ssl_core.rundir import RunLock, check_fresh_run_dir, clear_run_dir, launched_rank
 from ssl_core.trainer import Trainer, TrainingInterrupted, TrainResult
 
 ENCODER_FILE = "encoder.pt"
@@ -43,7 +46,7 @@ def resolve_config(
 ) -> RunConfig:
     """Merge defaults < objective recipe < config file < overrides into a validated RunConfig."""
     registry = registry or get_registry()
-    file_data = load_file(config_file) if config_file else {}
+    file_data = _without_saved_out(load_file(config_file), config_file) if config_file else {}
     overrides = dict(overrides or {})
     objective = objective or overrides.get("objective") or file_data.get("objective")
     modality = modality or overrides.get("modality") or file_data.get("modality") or None
@@ -73,7 +76,67 @@ def resolve_config(
         hf = [s for s in path_sets if s.name.startswith("hf_")]  # Hugging Face readers, by convention
         cfg.dataset = (hf if hf and looks_like_hf_dataset(cfg.data) else [s for s in path_sets if s not in hf] or path_sets)[0].name
     validate_choices(cfg)
+    check_component_kwargs(cfg, registry)
     return cfg
+
+
+# the runner passes these itself; a *_kwargs entry of the same name would collide
+_PASSED_BY_RUNNER = {"objective": {"encoder", "augmenter"}, "dataset": {"path"}, "encoder": set(), "augmenter": set()}
+
+
+def check_component_kwargs(cfg: RunConfig, registry: Registry | None = None) -> None:
+    """Check ``objective_kwargs``, ``encoder_kwargs``, ``augmenter_kwargs`` and ``dataset_kwargs``
+    against their component's signature, before anything is built: unknown names (with a
+    suggestion), names the runner passes itself, and values of the wrong simple type."""
+    registry = registry or get_registry()
+    for part, reserved in _PASSED_BY_RUNNER.items():
+        name, kwargs = getattr(cfg, part), getattr(cfg, f"{part}_kwargs")
+        if not name or not kwargs:
+            continue
+        spec = registry.get(part, name, modality=cfg.modality)
+        _check_kwargs(spec, kwargs, f"{part}_kwargs", reserved)
+
+
+def _check_kwargs(spec: Any, kwargs: Mapping[str, Any], field: str, reserved: set[str]) -> None:
+    factory, what = spec.factory, f"{spec.kind} '{spec.name}' (plugin {spec.plugin})"
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return  # no signature to check against (a C function, some partials)
+    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    try:
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:  # annotations that do not resolve: check names only
+        hints = {}
+    accepted = sorted(n for n in named if n not in reserved)
+    for key, value in kwargs.items():
+        if key in reserved:
+            raise ConfigError(f"{field}.{key} cannot be set: sslkit passes '{key}' to the {what} itself. Remove it.")
+        if key not in named:
+            if open_ended:
+                continue
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" Did you mean '{field}.{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"Unknown setting {field}.{key} for the {what}.{hint} It accepts: {', '.join(accepted) or 'nothing'} "
+                f"(`ssl info {spec.name}` shows the defaults)."
+            )
+        if key in hints:
+            coerce_value(value, hints[key], f"{field}.{key}", f"the {what}")
+
+
+def _without_saved_out(file_data: dict[str, Any], config_file: str | Path) -> dict[str, Any]:
+    """Drop ``out`` from a run's own saved ``config.yaml``: repeating a run must not write into it.
+
+    A config file is a saved run's when it sits in the folder its ``out`` names. Its ``out`` is
+    ignored (the new run gets a fresh default folder, or ``--out``); any other file's ``out`` is
+    used as written (and a folder holding a run is then refused by ``check_fresh_run_dir``).
+    """
+    out = file_data.get("out")
+    if isinstance(out, str) and out and Path(out).resolve() == Path(config_file).resolve().parent:
+        return {k: v for k, v in file_data.items() if k != "out"}
+    return file_data
 
 
 def _accepted(factory: Callable[..., Any], hints: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,11 +219,27 @@ def default_run_dir(cfg: RunConfig) -> Path:
 
 
 def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
-                   registry: Registry | None = None) -> RunOutcome:
-    """Train ``cfg``'s objective, export the encoder, evaluate it (and a random one)."""
-    registry = registry or get_registry()
+                   registry: Registry | None = None, overwrite: bool = False) -> RunOutcome:
+    """Train ``cfg``'s objective, export the encoder, evaluate it (and a random one).
+
+    One run, one folder: a fresh run into a folder that holds a run is refused unless
+    ``overwrite`` (which clears it first) or ``resume`` is given, and the folder is locked while
+    the run writes it (:mod:`ssl_core.rundir`).
+    """
+    if resume and not cfg.out:
+        raise ConfigError("Resuming needs the run directory: pass --out RUN_DIR (cfg.out).")
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(run_dir)
+    if launched_rank() != 0:  # rank 0 checks and locks the folder; the other ranks write nothing there
+        return _run(cfg, run_dir, resume, evaluate, registry, overwrite=False)
+    check_fresh_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    with RunLock(run_dir):
+        return _run(cfg, run_dir, resume, evaluate, registry, overwrite)
+
+
+def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: Registry | None,
+         overwrite: bool) -> RunOutcome:
+    registry = registry or get_registry()
     if resume:
         saved = run_dir / CONFIG_FILE
         if not saved.exists():
@@ -173,7 +252,11 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
         apply_init(encoder, cfg, registry)
     objective = build_objective(cfg, encoder, data, registry)
     trainer = Trainer(objective, data, cfg.train, run_dir, loggers=[])  # joins the process group under torchrun
+    if resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
+        _check_resumable(trainer, run_dir, evaluate and bool(cfg.evaluators))
     if trainer.is_main:
+        if overwrite:
+            clear_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / CONFIG_FILE)
     loggers = open_loggers(cfg, run_dir, registry) if trainer.is_main else LoggerGroup()  # rank 0 logs
@@ -225,6 +308,30 @@ def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, 
     return RunOutcome(run_dir, result, metrics, objective)
 
 
+class RunFinishedError(SSLKitError):
+    """``--resume`` of a run that has trained all its steps and been exported and evaluated."""
+
+
+def _check_resumable(trainer: Trainer, run_dir: Path, evaluate: bool) -> None:
+    """Refuse a resume that cannot continue: the checkpoint is past the new total, or the run is
+    finished (trained, exported and, when asked for, evaluated). A run stopped after its last
+    step but before export or evaluation resumes to finish those."""
+    path = trainer.checkpoint_path
+    assert path is not None
+    if not path.exists():
+        raise DataError(f"No checkpoint to resume from at {path}: the run stopped before its first checkpoint. "
+                        f"Start it again with --overwrite.")
+    step = int(load_checkpoint(path, mmap=True)["step"])
+    trainer.check_resume_step(step, path)
+    complete = (run_dir / ENCODER_FILE).exists() and (not evaluate or (run_dir / EVAL_FILE).exists())
+    if step == trainer.total_steps and complete:
+        raise RunFinishedError(
+            f"The run in {run_dir} is finished: it trained all {step} steps and was exported. To train it longer, "
+            f"resume with more steps (e.g. --resume --out {run_dir} --steps {2 * step}); to evaluate it again, "
+            f"`ssl eval {run_dir}`."
+        )
+
+
 def apply_init(encoder: Encoder, cfg: RunConfig, registry: Registry | None = None) -> None:
     """Load ``cfg.init`` into ``encoder`` (strict unless ``cfg.init_partial``) and print the report."""
     import sys
@@ -256,9 +363,20 @@ def load_run(run_dir: str | Path, registry: Registry | None = None) -> tuple[Run
     cfg = from_dict(RunConfig, yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     data = build_data(cfg, registry)
     encoder = build_encoder(cfg, data, registry)
-    state = torch.load(enc_path, map_location="cpu", weights_only=False)
+    state = load_encoder_file(enc_path)
     encoder.load_state_dict(state["state_dict"])
     return cfg, data, encoder
+
+
+def load_encoder_file(path: str | Path) -> dict[str, Any]:
+    """Read an ``encoder.pt`` written by :func:`export_encoder`, safely (tensors and plain values
+    only; see :func:`ssl_core.checkpoint.load_torch_file`)."""
+    state = load_torch_file(path, what="encoder file", fix="Restore it from a copy, or delete it and export it again from the last checkpoint with "
+                             "`ssl run --resume --out RUN_DIR`.")
+    missing = [k for k in ("encoder", "encoder_kwargs", "state_dict") if not (isinstance(state, dict) and k in state)]
+    if missing:
+        raise DataError(f"{path} is not an encoder file written by `ssl run` (no {', '.join(missing)}).")
+    return state
 
 
 def random_encoder_like(cfg: RunConfig, data: DataModule, registry: Registry | None = None) -> Encoder:

@@ -8,7 +8,7 @@ import typer
 
 from ssl_core.cli import eval_cmd, export_cmd, generate_cmd, info_cmd, list_cmd, report_cmd, run_cmd
 from ssl_core.errors import SSLKitError
-from ssl_core.trainer import TrainingInterrupted
+from ssl_core.trainer import TrainingAborted, TrainingInterrupted
 
 app = typer.Typer(
     name="ssl",
@@ -47,6 +47,9 @@ def main() -> None:
     except TrainingInterrupted as exc:
         typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
         sys.exit(130)
+    except TrainingAborted as exc:  # a second stop signal
+        typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+        sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
