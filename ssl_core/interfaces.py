@@ -12,6 +12,8 @@ Batches are plain ``dict[str, Tensor]``. Each modality documents its keys (``"im
 from __future__ import annotations
 
 import abc
+import contextlib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -72,6 +74,10 @@ class Encoder(nn.Module, abc.ABC):
     modality: str = ""
     input_key: str = "input"
     embed_dim: int = 0
+    cpu_bf16: bool = False
+    """Set to True when bf16 autocast was measured faster than fp32 for this encoder family on a
+    CPU with native bf16 (avx512_bf16/AMX), at the same final accuracy within the run-to-run
+    spread: ``precision: auto`` then picks bf16 on such CPUs. Never on CPUs that only emulate it."""
 
     @abc.abstractmethod
     def forward(self, x: Any) -> Tensor:
@@ -92,11 +98,38 @@ class Augmenter(abc.ABC):
     Runs on the training device on whole batches, with per-sample random parameters drawn from
     the ``generator`` it is given (never from global state), so a run is reproducible and a
     resumed run sees exactly the views an uninterrupted one would.
+
+    Augmentation runs outside autocast: a subclass's ``__call__`` is wrapped so that, inside the
+    trainer's bf16/fp16 autocast, its convolutions (blur) and matrix products (colour) still run
+    in the precision of the input (a transform of the training data, not part of the model).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        call = cls.__dict__.get("__call__")
+        if call is not None and not getattr(call, "__outside_autocast__", False):
+            cls.__call__ = outside_autocast(call)  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def __call__(self, batch: Batch, generator: torch.Generator) -> Any:
         """Return the views/masks for this batch."""
+
+
+def outside_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` so it runs with autocast turned off (on CPU and CUDA) when it is on."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        on = [d for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
+        if not on:
+            return fn(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for d in on:
+                stack.enter_context(torch.autocast(device_type=d, enabled=False))
+            return fn(*args, **kwargs)
+
+    wrapper.__outside_autocast__ = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class Objective(nn.Module, abc.ABC):

@@ -8,7 +8,8 @@ Event order of one optimiser step (the contract objectives and callbacks can rel
         move batch to device
         with autocast(precision):  out = objective.training_step(batch, step_info)
         backward(out["loss"] / grad_accum)          # gradients averaged over ranks on the last one
-    agree over ranks on the mean loss and on a stop request
+    agree over ranks on the mean loss and on a stop request (steps that log, checkpoint or stop;
+        other steps read nothing to the host: see "Host reads" below)
     if the loss is not finite: apply nan_policy (skip: no update, buffers the forward changed
                                are restored from a copy taken before it; or stop)
     else: objective.on_before_optimizer_step(step_info)     # drop grads of frozen-for-now layers
@@ -17,6 +18,18 @@ Event order of one optimiser step (the contract objectives and callbacks can rel
     every log_every steps: send a metrics record to the loggers (metrics.jsonl, ...); every health_every: embedding health
     every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint,
                                never of a state holding NaN/inf
+
+Host reads: on a step that neither logs, checkpoints nor stops, nothing is read from the device
+to the host (on a GPU each read stalls the host until the device has finished). When the
+optimiser can skip a step on the device (fused AdamW/SGD, LARS: ``found_inf``), a non-finite loss
+there skips the update on the device and is counted on the device; the count (``skipped_steps``,
+``max_bad_steps``) is read at the next step that logs. The objective's hooks still run on such a
+step (an EMA teacher moves towards the unchanged student). Otherwise (another optimiser, fp16,
+``nan_policy: stop``, several processes, a stop request) every step reads its loss as before.
+On a CPU device a read waits for nothing, so there every step reads its loss: each skipped step
+is logged on its own line and ``max_bad_steps`` stops the run at the exact step, as documented
+in docs/training.md. (``Trainer.defer_host_reads_on_cpu = True`` runs the accelerator's
+deferred path on a CPU, which is how the tests check it.)
 
 Because data order depends only on (seed, epoch) and every random draw inside a step depends
 only on (seed, step), a run resumed from a checkpoint repeats the uninterrupted run exactly.
@@ -38,6 +51,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from ssl_core.allocator import tune_malloc
 from ssl_core.checkpoint import atomic_torch_save, first_non_finite, load_checkpoint
 from ssl_core.config import TrainConfig
 from ssl_core.data import POSITION_KEY, WORKER_KEY, EpochSampler, ResumableStream, default_collate, move_to_device
@@ -47,7 +61,8 @@ from ssl_core.evaluators.knn import KNNEvaluator
 from ssl_core.interfaces import DataModule, Objective, StepInfo
 from ssl_core.loggers import Logger, LoggerGroup
 from ssl_core.loggers.jsonl import JSONLLogger
-from ssl_core.optim import apply_schedules, build_optimizer
+from ssl_core.prefetch import DevicePrefetcher
+from ssl_core.optim import apply_schedules, build_optimizer, skips_on_device
 from ssl_core.randomness import BatchShard, StepGenerator
 from ssl_core.strategies import Strategy, make_strategy
 
@@ -64,10 +79,32 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``name`` on ``device`` (``None`` means full fp32)."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (x86 ``avx512_bf16`` or AMX ``amx_bf16``;
+    Arm ``bf16``). Without it PyTorch emulates bf16 on CPU, which is no faster than fp32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no evidence of native bf16
+        return False
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return False
+
+
+def resolve_precision(name: str, device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
+    """The autocast dtype for ``name`` on ``device`` (``None`` means full fp32).
+
+    ``auto``: bf16 on a CUDA GPU with native bf16 (``is_bf16_supported(including_emulation=False)``:
+    never an emulated one); on a CPU, bf16 only when the CPU has native bf16
+    (:func:`cpu_has_native_bf16`) and the encoder declares it pays (``cpu_bf16``, see
+    :attr:`ssl_core.interfaces.Encoder.cpu_bf16`); fp32 everywhere else.
+    """
     if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None
+        if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16():
             return torch.bfloat16
         return None
     if name == "fp32":
@@ -175,6 +212,10 @@ class Trainer:
     :class:`~ssl_core.loggers.Logger` objects (the caller closes them).
     """
 
+    #: run the deferred host-read path (see the module docstring) on a CPU device too; off by
+    #: default because on a CPU reading the loss costs nothing and exact per-step skips are kept
+    defer_host_reads_on_cpu: bool = False
+
     def __init__(
         self,
         objective: Objective,
@@ -190,6 +231,7 @@ class Trainer:
         self.cfg = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks or [])
+        tune_malloc()  # keep step buffers in the process (ssl_core.allocator); SSLKIT_MALLOC_TUNING=0 opts out
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         # joins the process group when launched by torchrun with WORLD_SIZE > 1
@@ -200,7 +242,8 @@ class Trainer:
         # None: metrics.jsonl in run_dir, opened and closed by fit(); a list (the runner's, built
         # from --logger) stays open after fit() for the evaluation results. Only rank 0 logs.
         self.loggers = loggers
-        self.amp_dtype = resolve_precision(config.precision, self.device)
+        self.amp_dtype = resolve_precision(config.precision, self.device,
+                                           cpu_bf16=bool(getattr(objective.encoder, "cpu_bf16", False)))
         if config.batch_size % (config.grad_accum * self.world_size):
             raise ConfigError(
                 f"train.batch_size ({config.batch_size}) is the global batch and must be divisible by "
@@ -235,8 +278,15 @@ class Trainer:
         self.total_steps = config.steps if config.steps is not None else config.epochs * self.steps_per_epoch  # type: ignore[operator]
         # moves, wraps or shards the objective: sharding swaps parameters, so before the optimiser
         self.strategy.setup(objective)
-        self.optimizer = build_optimizer(self.objective.param_groups(config.weight_decay), config)
+        self.optimizer = build_optimizer(self.objective.param_groups(config.weight_decay), config,
+                                         fused=None if self.strategy.sharded_module is None else False)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # steps that do not log may run without host reads (see the module docstring)
+        self.defers_host_reads = (skips_on_device(self.optimizer) and not self.scaler.is_enabled()
+                                  and config.nan_policy == "skip" and self.world_size == 1
+                                  and (self.device.type != "cpu" or self.defer_host_reads_on_cpu))
+        self._device_bad: dict[str, torch.Tensor] | None = None  # non-finite counts not yet read
+        self._train_loader: DataLoader | None = None
         assert self.strategy.step_fn is not None
         self.step_fn: Callable[..., dict[str, torch.Tensor]] = self.strategy.step_fn
         if config.compile:
@@ -382,13 +432,13 @@ class Trainer:
         return steps
 
     # ------------------------------------------------------------------ the loop
-    def _loader(self, dataset: Any, sampler: Any = None, collate: Any = None) -> DataLoader:
+    def _loader(self, dataset: Any, sampler: Any = None, collate: Any = None, persistent: bool = False) -> DataLoader:
         return DataLoader(
             dataset, batch_size=self.micro_batch, sampler=sampler,
             collate_fn=collate or self.data.collate or default_collate, num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda", drop_last=True,
             generator=torch.Generator(),  # keeps the global RNG untouched by loader seeding
-            persistent_workers=False, worker_init_fn=_loader_worker_init,
+            persistent_workers=persistent and self.cfg.num_workers > 0, worker_init_fn=_loader_worker_init,
         )
 
     def _stream_batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
@@ -431,18 +481,29 @@ class Trainer:
         if self.stream is not None:
             yield from self._stream_batches()
             return
+        yield from DevicePrefetcher(self._map_batches(), self.device)
+
+    def _map_batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Micro-batches of map-style data. The step is counted here, not read from ``self.step``,
+        because :class:`DevicePrefetcher` reads one step ahead of the loop. One DataLoader serves
+        every epoch, so its workers (``persistent_workers``) start once per run, not per epoch:
+        the sampler, which runs in this process, is told the epoch before each pass."""
         accum = self.cfg.grad_accum
-        while self.step < self.total_steps:
-            epoch = self.step // self.steps_per_epoch
+        step = self.step
+        if self._train_loader is None:
+            self._train_loader = self._loader(self.data.train, sampler=self.sampler, persistent=True)
+        while step < self.total_steps:
+            epoch = step // self.steps_per_epoch
             self.sampler.epoch = epoch
-            self.sampler.start = (self.step % self.steps_per_epoch) * accum * self.micro_batch
-            it = iter(self._loader(self.data.train, sampler=self.sampler))
-            while self.step < self.total_steps and self.step // self.steps_per_epoch == epoch:
+            self.sampler.start = (step % self.steps_per_epoch) * accum * self.micro_batch
+            it = iter(self._train_loader)
+            while step < self.total_steps and step // self.steps_per_epoch == epoch:
                 try:
                     micro = [next(it) for _ in range(accum)]
                 except StopIteration:
                     break
                 yield epoch, micro
+                step += 1
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -474,7 +535,8 @@ class Trainer:
             with _StopRequest() as stop:
                 for epoch, micro in self._batches():
                     info = StepInfo(self.step, self.total_steps, epoch, self.generator, self.device)
-                    loss, logs, stop_everywhere = self._train_step(micro, info, stop.signum is not None)
+                    reads = self._reads_host(start_step, stop.signum is not None)
+                    loss, logs, stop_everywhere = self._train_step(micro, info, stop.signum is not None, reads)
                     samples_since_log += self.cfg.batch_size
                     last_loss = loss
                     self.step += 1
@@ -511,8 +573,18 @@ class Trainer:
             skipped_steps=self.skipped_steps,
         )
 
-    def _due(self, every: int) -> bool:
-        return bool(every and self.step % every == 0)
+    def _due(self, every: int, step: int | None = None) -> bool:
+        return bool(every and (self.step if step is None else step) % every == 0)
+
+    def _reads_host(self, start_step: int, stop_requested: bool) -> bool:
+        """Whether the coming step reads its loss to the host: always, unless
+        :attr:`defers_host_reads`; then only when it logs, checkpoints or stops."""
+        if not self.defers_host_reads or stop_requested:
+            return True
+        after = self.step + 1
+        return (after == self.total_steps or after == start_step + 1 or self._due(self.cfg.checkpoint_every, after)
+                or any(self._due(every, after) for every in (self.cfg.log_every, self.cfg.probe_every,
+                                                               self.cfg.health_every)))
 
     def _log_due(self, start_step: int, done: bool, stopping: bool) -> bool:
         """Log every ``log_every`` steps, the first and last step, on a stop, and with any evaluation
@@ -534,9 +606,12 @@ class Trainer:
         return out
 
     def _train_step(
-        self, micro: list[dict[str, Any]], info: StepInfo, stop_requested: bool = False
-    ) -> tuple[float, dict[str, float], bool]:
-        """One optimiser step; returns (global mean loss, logged scalars, stop on every rank)."""
+        self, micro: list[dict[str, Any]], info: StepInfo, stop_requested: bool = False, read_host: bool = True
+    ) -> tuple[Any, dict[str, Any], bool]:
+        """One optimiser step; returns (global mean loss, logged scalars, stop on every rank).
+
+        With ``read_host=False`` (only when :attr:`defers_host_reads`) the loss and scalars are
+        returned as device tensors and nothing is read to the host."""
         cfg = self.cfg
         self.generator.manual_seed(step_seed(cfg.seed, info.step))  # the same on every rank
         # dropout and other global draws repeat exactly on resume, and differ between ranks
@@ -560,6 +635,9 @@ class Trainer:
                 if k != "loss" and isinstance(v, torch.Tensor) and v.numel() == 1:
                     logs[k] = logs.get(k, 0) + v.detach().float() / cfg.grad_accum
         self.strategy.after_backward()
+        if not read_host:
+            return self._update_on_device(total_loss, info, lr, wd, logs, buffers)
+        self._read_device_bad()
         # every rank must agree on skipping a non-finite step and on stopping
         loss_value, stop = self.strategy.agree(total_loss, stop_requested)
         if not math.isfinite(loss_value):
@@ -579,15 +657,66 @@ class Trainer:
                 )
             return loss_value, {"lr": lr, "weight_decay": wd, "skipped": 1.0}, stop
         self._bad_in_a_row = 0
+        self._optimizer_update(info)
+        return loss_value, {"lr": lr, "weight_decay": wd, **{k: float(v) for k, v in logs.items()}}, stop
+
+    def _optimizer_update(self, info: StepInfo) -> None:
+        """Clip, step, zero the gradients, run the objective's hooks (fp16: through the scaler)."""
         self.objective.on_before_optimizer_step(info)
-        if cfg.clip_grad:
+        if self.cfg.clip_grad:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.clip_grad)
+            torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.cfg.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.objective.on_after_optimizer_step(info)
-        return loss_value, {"lr": lr, "weight_decay": wd, **{k: float(v) for k, v in logs.items()}}, stop
+
+    def _update_on_device(self, total_loss: torch.Tensor, info: StepInfo, lr: float, wd: float,
+                          logs: dict[str, torch.Tensor], buffers: list[tuple[torch.nn.Module, str, torch.Tensor]],
+                          ) -> tuple[torch.Tensor, dict[str, Any], bool]:
+        """The update of a step that reads nothing to the host: a non-finite loss sets the
+        optimiser's ``found_inf``, which skips the update on the device, puts back the buffers the
+        forward changed (selected on the device), and is counted there."""
+        bad = (~torch.isfinite(total_loss)).float()
+        _restore_buffers_where(buffers, bad > 0)
+        if self._device_bad is None:
+            run = torch.full((), float(self._bad_in_a_row), device=self.device)
+            zero = torch.zeros((), device=self.device)
+            self._device_bad = {"total": zero, "run": run, "worst": zero.clone()}
+        counts = self._device_bad
+        counts["total"] = counts["total"] + bad
+        counts["run"] = (counts["run"] + 1) * bad  # consecutive non-finite steps, 0 after a good one
+        counts["worst"] = torch.maximum(counts["worst"], counts["run"])
+        self.optimizer.found_inf = bad  # type: ignore[attr-defined]
+        try:
+            self._optimizer_update(info)
+        finally:
+            del self.optimizer.found_inf  # type: ignore[attr-defined]
+        return total_loss, {"lr": lr, "weight_decay": wd, **logs}, False
+
+    def _read_device_bad(self) -> None:
+        """Read the non-finite counts of the steps that did not read the host (one copy), and
+        apply ``max_bad_steps`` to them."""
+        if self._device_bad is None:
+            return
+        counts, self._device_bad = self._device_bad, None
+        total, run, worst = (int(v) for v in torch.stack([counts["total"], counts["run"], counts["worst"]]).tolist())
+        self.skipped_steps += total
+        self._bad_in_a_row = run
+        if worst > self.cfg.max_bad_steps:
+            raise NonFiniteLossError(
+                f"The loss was not finite in {worst} steps in a row before step {self.step} (nan_policy=skip, "
+                f"max_bad_steps={self.cfg.max_bad_steps}); those updates were skipped. {self._kept_checkpoint()} "
+                "Lower --lr, set train.clip_grad, or use precision fp32, then --resume."
+            )
+
+
+@torch.no_grad()
+def _restore_buffers_where(saved: list[tuple[torch.nn.Module, str, torch.Tensor]], skip: torch.Tensor) -> None:
+    """Put the saved values back where the 0-dim bool ``skip`` is true, decided on the device."""
+    for m, name, value in saved:
+        current = getattr(m, name)
+        current.copy_(torch.where(skip, value, current))
 
 
 def _snapshot_buffers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.Tensor]]:

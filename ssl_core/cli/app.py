@@ -31,6 +31,9 @@ app.command("export")(export_cmd.export)
 
 def main() -> None:
     """Console entry point: user errors print one clear message and exit with status 2."""
+    from ssl_core.allocator import tune_malloc
+
+    tune_malloc()  # before training allocates: see ssl_core.allocator (SSLKIT_MALLOC_TUNING=0 opts out)
     try:
         # without standalone mode click returns a command's typer.Exit code instead of exiting
         code = app(standalone_mode=False)

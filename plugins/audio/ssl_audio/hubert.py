@@ -263,10 +263,13 @@ class HuBERT(Objective):
         feats, frames = enc.extract(wave, lengths)
         t = feats.shape[1]
         valid = ~padding_mask(frames, t)
-        labels = self.targets(wave, lengths, t)
+        # targets are data, not model: computed in full precision even under the trainer's autocast
+        # (bf16 changed some k-means assignments)
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            labels = self.targets(wave, lengths, t)
         # losses are means over every rank's frames: ranks mask different numbers of frames
-        valid_feats = feats.float().pow(2)[valid]
-        feature_pen = D.global_mean_share(valid_feats.sum(), torch.tensor(valid_feats.numel(), device=feats.device))
+        feature_pen = D.global_mean_share(feats.float().pow(2).masked_fill(~valid[..., None], 0.0).sum(),
+                                          valid.sum() * feats.shape[-1])
         feats = scale_grad(feats, self.feature_grad_mult)
         _, x = enc.project(feats)
         mask = span_mask(frames, t, self.mask_prob, self.mask_length, self.min_masks, step.generator)

@@ -157,8 +157,9 @@ class Wav2Vec2(Objective):
         feats, frames = enc.extract(batch["waveform"], batch.get("lengths"))
         t = feats.shape[1]
         valid = ~padding_mask(frames, t)
-        valid_feats = feats.float().pow(2)[valid]
-        feature_pen = D.global_mean_share(valid_feats.sum(), torch.tensor(valid_feats.numel(), device=feats.device))
+        # masked_fill rather than boolean indexing: the count stays on the device
+        feature_pen = D.global_mean_share(feats.float().pow(2).masked_fill(~valid[..., None], 0.0).sum(),
+                                          valid.sum() * feats.shape[-1])
         feats = scale_grad(feats, self.feature_grad_mult)
         normed, x = enc.project(feats)
         mask = span_mask(frames, t, self.mask_prob, self.mask_length, self.min_masks, step.generator)

@@ -69,10 +69,11 @@ class BertMasking(Augmenter):
         pos = torch.arange(ids.shape[1], device=device)[None, :] * 3
         u = keyed_uniform(keys, pos)
         selected = candidates & (u < self.mask_prob)
-        if not bool(selected.any()) and bool(candidates.any()):
-            # keep the loss defined on a batch where no token happened to be drawn
-            first = candidates.flatten().nonzero()[0]
-            selected.view(-1)[first] = True
+        # keep the loss defined on a batch where no token happened to be drawn: select its first
+        # candidate. Decided on the device (no host read): argmax finds the first True.
+        flat = candidates.flatten()
+        first = torch.arange(flat.numel(), device=device) == flat.to(torch.uint8).argmax()
+        selected = selected | ((first & flat).view_as(selected) & ~selected.any())
         labels = torch.where(selected, ids, torch.full_like(ids, IGNORE_INDEX))
         r = keyed_uniform(keys, pos + 1)
         to_mask = selected & (r < self.mask_token_frac)

@@ -11,6 +11,7 @@ encoder can be scored for perplexity / masked accuracy and can generate text.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -65,24 +66,51 @@ class MaskedLM(_LMObjective):
         self.encoder = encoder
         self.augmenter = augmenter
 
-    def loss_on(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_on(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor,
+                max_selected: int | None = None) -> tuple[Tensor, Tensor]:
         """(cross-entropy, accuracy) over the positions whose label is not ignored.
 
         Under torch.distributed the loss is this rank's share of the mean over every rank's
         selected tokens (:func:`ssl_core.distributed.global_mean_share`): ranks select different
         numbers of tokens, and a mean of per-rank means would weight their tokens unequally.
+
+        With ``max_selected`` the LM head runs on that many positions, gathered with a fixed shape
+        (no host-device sync, unlike boolean-mask indexing, whose size the host must read): the
+        selected positions and, to fill up, unselected ones that carry no loss. Selected positions
+        beyond ``max_selected`` would be left out, so pass a bound that cannot be reached in
+        practice (:meth:`selection_bound`).
         """
         h = self.encoder.forward_features(input_ids, attention_mask)
         sel = labels != IGNORE_INDEX
-        logits = self.encoder.lm_logits(h[sel])  # only the selected ~15%: saves most of the head
-        target = labels[sel]
-        loss = D.global_mean_share(F.cross_entropy(logits.float(), target, reduction="sum"), sel.sum())
-        acc = (logits.argmax(-1) == target).float().mean()
+        if max_selected is None or max_selected >= sel.numel():
+            logits = self.encoder.lm_logits(h[sel])  # only the selected ~15%: saves most of the head
+            target = labels[sel]
+            weight = None
+        else:
+            # the selected positions first (top-k of a 0/1 tensor), then padding rows of the head
+            idx = sel.flatten().to(torch.uint8).topk(max_selected, sorted=False).indices
+            logits = self.encoder.lm_logits(h.flatten(0, 1)[idx])
+            target = labels.flatten()[idx]
+            weight = target != IGNORE_INDEX
+        loss = D.global_mean_share(F.cross_entropy(logits.float(), target, reduction="sum",
+                                                   ignore_index=IGNORE_INDEX), sel.sum())
+        hits = logits.argmax(-1) == target
+        acc = hits.float().mean() if weight is None else (hits & weight).sum() / weight.sum().clamp_min(1)
         return loss, acc
+
+    def selection_bound(self, n_tokens: int) -> int | None:
+        """An upper bound on the tokens the augmenter selects among ``n_tokens``: the mean of
+        Binomial(n, mask_prob) plus 10 standard deviations (exceeded with probability below
+        1e-20) plus one for the at-least-one rule. ``None`` when the augmenter has no ``mask_prob``."""
+        p = getattr(self.augmenter, "mask_prob", None)
+        if p is None:
+            return None
+        return int(math.ceil(n_tokens * p + 10 * math.sqrt(n_tokens * p * (1 - p)))) + 1
 
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
         corrupted, labels = self.augmenter(batch, step.generator)
-        loss, acc = self.loss_on(corrupted, batch.get("attention_mask"), labels)
+        loss, acc = self.loss_on(corrupted, batch.get("attention_mask"), labels,
+                                 max_selected=self.selection_bound(labels.numel()))
         return {"loss": loss, "masked_acc": acc.detach()}
 
 
@@ -101,11 +129,16 @@ class CausalLM(_LMObjective):
         h = self.encoder.forward_features(input_ids, attention_mask)[:, :-1]
         target = input_ids[:, 1:]
         if attention_mask is None:
-            valid = torch.ones_like(target, dtype=torch.bool)
-        else:
-            valid = attention_mask[:, 1:].bool()
-        logits = self.encoder.lm_logits(h[valid])
-        return D.global_mean_share(F.cross_entropy(logits.float(), target[valid], reduction="sum"), valid.sum())
+            logits = self.encoder.lm_logits(h)
+            return D.global_mean_share(F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="sum"),
+                                       torch.full((), target.numel(), device=target.device))
+        # padding targets are ignored rather than cut out by a boolean mask (whose size the host
+        # would have to read): packed blocks carry little padding, so the head does little extra work
+        valid = attention_mask[:, 1:].bool()
+        logits = self.encoder.lm_logits(h)
+        target = target.masked_fill(~valid, IGNORE_INDEX)
+        return D.global_mean_share(F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="sum",
+                                                   ignore_index=IGNORE_INDEX), valid.sum())
 
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
         loss = self.loss_on(batch["input_ids"], batch.get("attention_mask"))

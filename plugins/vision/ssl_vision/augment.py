@@ -65,19 +65,34 @@ def random_resized_crop(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+_CONSTANTS: dict[tuple[str, torch.device, torch.dtype], Tensor] = {}
+
+
+def _constant(name: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A colour-space matrix on ``device``, built and copied there once per (device, dtype):
+    a ``torch.tensor(..., device=cuda)`` in every step would be a blocking host-to-device copy,
+    and ``torch.linalg.inv`` on a GPU reads its error flag on the host."""
+    key = (name, device, dtype)
+    if key not in _CONSTANTS:
+        yiq = torch.tensor(_TO_YIQ, dtype=torch.float64)
+        values = {"luma": torch.tensor(_LUMA, dtype=torch.float64).view(1, 3, 1, 1),
+                  "to_yiq": yiq, "to_rgb": torch.linalg.inv(yiq)}[name]
+        _CONSTANTS[key] = values.to(device=device, dtype=dtype)
+    return _CONSTANTS[key]
+
+
 def grayscale(x: Tensor) -> Tensor:
     """Luma of an RGB batch, repeated over channels (grey batches are returned unchanged)."""
     if x.shape[1] == 1:
         return x
-    w = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    w = _constant("luma", x.device, x.dtype)
     return (x * w).sum(1, keepdim=True).expand_as(x)
 
 
 def _rotate_hue(x: Tensor, angle: Tensor) -> Tensor:
     """Rotate chroma in YIQ space by ``angle`` radians per image."""
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                          device=x.device, dtype=x.dtype)
-    to_rgb = torch.linalg.inv(to_yiq)
+    to_yiq, to_rgb = _constant("to_yiq", x.device, x.dtype), _constant("to_rgb", x.device, x.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
     rot[:, 0, 0] = 1

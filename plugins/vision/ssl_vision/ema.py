@@ -43,12 +43,29 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
         raise RuntimeError(
             "EMA teacher and student have different parameters; build the teacher with make_teacher(student)."
         )
-    for name, s_param in s_params.items():
-        t_params[name].lerp_(s_param.detach(), 1.0 - momentum)
+    # one multi-tensor kernel per group of tensors instead of one launch per tensor
+    names = list(s_params)
+    _lerp_all([t_params[n] for n in names], [s_params[n].detach() for n in names], 1.0 - momentum)
     t_bufs = dict(teacher.named_buffers())
+    floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
     for name, s_buf in student.named_buffers():
         t_buf = t_bufs[name]
         if t_buf.dtype.is_floating_point:
-            t_buf.lerp_(s_buf, 1.0 - momentum)
+            floats[0].append(t_buf)
+            floats[1].append(s_buf)
         else:
             t_buf.copy_(s_buf)
+    _lerp_all(floats[0], floats[1], 1.0 - momentum)
+
+
+def _lerp_all(targets: list[torch.Tensor], sources: list[torch.Tensor], weight: float) -> None:
+    """``t.lerp_(s, weight)`` for every pair, with ``torch._foreach_lerp_`` where the tensors
+    allow it (plain tensors of one device and dtype per call; DTensors and mixed lists fall back)."""
+    if not targets:
+        return
+    plain = all(type(t) is torch.Tensor and type(s) is torch.Tensor for t, s in zip(targets, sources))
+    if plain and len({(t.device, t.dtype) for t in targets + sources}) == 1:
+        torch._foreach_lerp_(targets, sources, weight)
+        return
+    for t, s in zip(targets, sources):
+        t.lerp_(s, weight)

@@ -1,0 +1,246 @@
+"""Time to accuracy: sslkit against the same method built from lightly's parts.
+
+For SimCLR and BYOL on a seeded 10,000-image subset of Fashion-MNIST (28 px), both sides train
+the same ``resnet_small`` backbone from the same initial weights, with the same batch, AdamW,
+learning-rate schedule (warm-up + cosine, ``ssl_core.optim.warmup_cosine``), head sizes,
+temperature / EMA momentum schedule and number of steps. What differs is each library's own
+machinery:
+
+- sslkit: its Trainer and recipe (batched augmentation on the device, NTXentLoss / BYOL loss,
+  fused AdamW, foreach EMA), precision ``auto`` (fp32 on a CPU without native bf16);
+- lightly (the version installed): ``SimCLRTransform`` / ``BYOLTransform`` per image in
+  DataLoader workers (``--lightly-workers``, persistent), ``SimCLRProjectionHead`` +
+  ``NTXentLoss`` / ``BYOLProjectionHead`` + ``BYOLPredictionHead`` + ``NegativeCosineSimilarity``,
+  ``update_momentum`` with ``cosine_schedule``, a plain PyTorch loop.
+
+Both run with ``torch.set_num_threads(--threads)`` and the start-up allocator settings
+(``ssl_core.allocator``) applied to the whole process, so each side has its best settings on this
+machine. A kNN probe (k=20, cosine, the same code for both) on frozen features (bank: the 10,000
+training images; queries: the first ``--queries`` test images) runs every ``--eval-every`` steps
+and at the end; its time is not counted. Reported: lightly's final kNN at the fixed budget (the
+target), the training seconds each side needs to first reach it at a checkpoint, and the ratio
+lightly / sslkit (the issue's target is >= 1.5). The sides alternate (lightly, sslkit per method).
+
+    .venv/bin/python benchmarks/bench_time_to_accuracy.py --methods simclr byol --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fashion_subset  # noqa: E402
+
+from ssl_core.allocator import tune_malloc  # noqa: E402
+from ssl_core.data import TensorDictDataset  # noqa: E402
+from ssl_core.optim import warmup_cosine  # noqa: E402
+from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config  # noqa: E402
+from ssl_core.trainer import Trainer  # noqa: E402
+
+
+@torch.no_grad()
+def knn_accuracy(encoder: torch.nn.Module, bank_x: torch.Tensor, bank_y: torch.Tensor, query_x: torch.Tensor,
+                 query_y: torch.Tensor, k: int = 20, batch: int = 1000) -> float:
+    """Top-1 of a k-NN vote (cosine similarity, votes weighted by exp(sim / 0.07))."""
+    was = encoder.training
+    encoder.eval()
+    embed = lambda x: torch.cat([F.normalize(encoder(x[i:i + batch].float() / 255), dim=1)  # noqa: E731
+                                 for i in range(0, len(x), batch)])
+    bank, query = embed(bank_x), embed(query_x)
+    encoder.train(was)
+    sim, idx = (query @ bank.T).topk(k, dim=1)
+    votes = torch.zeros(len(query), int(bank_y.max()) + 1).scatter_add_(1, bank_y[idx], (sim / 0.07).exp())
+    return float((votes.argmax(1) == query_y).float().mean())
+
+
+class Checkpoints:
+    """kNN every ``every`` steps; the probe's own time is kept out of the training time."""
+
+    def __init__(self, every: int, total: int, evaluate: Callable[[], float]) -> None:
+        self.every, self.total, self.evaluate = every, total, evaluate
+        self.eval_s = 0.0
+        self.points: list[dict[str, float]] = []
+
+    def at(self, step: int, elapsed_s: float) -> None:
+        if step % self.every and step != self.total:
+            return
+        t0 = time.perf_counter()
+        acc = self.evaluate()
+        self.points.append({"step": step, "train_s": elapsed_s - self.eval_s, "knn": acc})
+        self.eval_s += time.perf_counter() - t0
+        print(f"    step {step:4d}  train {self.points[-1]['train_s']:7.1f} s  kNN {acc:.4f}", flush=True)
+
+
+def _config(method: str, epochs: int, threads: int) -> Any:
+    return resolve_config(method, overrides={
+        "train": {"epochs": epochs, "batch_size": 256, "device": "cpu", "precision": "auto", "num_threads": threads,
+                  "checkpoint_every": 0, "health_every": 0, "probe_every": 0, "progress": False},
+        "augmenter_kwargs": {"image_size": 28}})
+
+
+def run_sslkit(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
+               probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
+    cfg = _config(method, args.epochs, args.threads)
+    cfg.train.log_every = args.eval_every
+    data = build_data(cfg)
+    data.train = TensorDictDataset(image=d["train_x"], label=d["train_y"])
+    torch.manual_seed(0)
+    encoder = build_encoder(cfg, data)
+    encoder.load_state_dict(init)
+    objective = build_objective(cfg, encoder, data)
+    trainer = Trainer(objective, data, cfg.train)
+    marks = Checkpoints(args.eval_every, trainer.total_steps, lambda: probe(encoder))
+    t0 = time.perf_counter()
+    trainer.callbacks.append(lambda rec: marks.at(rec["step"], time.perf_counter() - t0))
+    trainer.fit()
+    return {"points": marks.points, "precision": str(trainer.amp_dtype or "fp32"), "steps": trainer.total_steps,
+            "optimizer": type(trainer.optimizer).__name__ + (" (fused)" if trainer.optimizer.defaults.get("fused") else "")}
+
+
+class _Views(torch.utils.data.Dataset):
+    """PIL images through a lightly transform (two views per image)."""
+
+    def __init__(self, images: torch.Tensor, transform: Any) -> None:
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Any:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i, 0].numpy(), mode="L"))
+
+
+def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
+                probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
+    from lightly.loss import NegativeCosineSimilarity, NTXentLoss
+    from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform, SimCLRTransform
+    from lightly.utils.scheduler import cosine_schedule
+
+    cfg = _config(method, args.epochs, args.threads)
+    data = build_data(cfg)
+    torch.manual_seed(0)
+    backbone = build_encoder(cfg, data)
+    backbone.load_state_dict(init)
+    kw, dim = cfg.objective_kwargs, backbone.embed_dim
+    if method == "simclr":
+        # sslkit's simclr_views: jitter (0.4, 0.4, 0.2, 0.1) with p=0.8, grey 0.2, blur 0.5
+        transform = SimCLRTransform(input_size=28, cj_strength=0.5, cj_sat=0.4, min_scale=0.08, normalize=None)
+        head = SimCLRProjectionHead(dim, kw["proj_hidden_dim"], kw["proj_dim"])
+        criterion = NTXentLoss(temperature=kw["temperature"])
+        modules = torch.nn.ModuleList([backbone, head])
+    else:
+        v1 = BYOLView1Transform(input_size=28, min_scale=0.08, normalize=None)
+        v2 = BYOLView2Transform(input_size=28, min_scale=0.08, normalize=None)
+        transform = BYOLTransform(view_1_transform=v1, view_2_transform=v2)
+        head = BYOLProjectionHead(dim, kw["proj_hidden_dim"], kw["proj_dim"])
+        predictor = BYOLPredictionHead(kw["proj_dim"], kw["pred_hidden_dim"], kw["proj_dim"])
+        target_backbone, target_head = copy.deepcopy(backbone), copy.deepcopy(head)
+        deactivate_requires_grad(target_backbone)
+        deactivate_requires_grad(target_head)
+        criterion = NegativeCosineSimilarity()
+        modules = torch.nn.ModuleList([backbone, head, predictor])
+    t = cfg.train
+    decay = [p for n, p in modules.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in modules.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=t.lr, betas=tuple(t.betas))
+    loader = torch.utils.data.DataLoader(
+        _Views(d["train_x"], transform), batch_size=t.batch_size, shuffle=True, drop_last=True,
+        num_workers=args.lightly_workers, persistent_workers=args.lightly_workers > 0,
+        generator=torch.Generator().manual_seed(0))
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * args.epochs
+    warmup = int(round(t.warmup_fraction * total))
+    marks = Checkpoints(args.eval_every, total, lambda: probe(backbone))
+    step, t0 = 0, time.perf_counter()
+    modules.train()
+    for _ in range(args.epochs):
+        for (x1, x2) in loader:
+            lr = warmup_cosine(step, total, warmup, t.lr, t.lr * t.min_lr_ratio)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if method == "simclr":
+                z = head(backbone(torch.cat([x1, x2])))
+                loss = criterion(*z.chunk(2))
+            else:
+                m = cosine_schedule(step, total, kw.get("base_momentum", 0.996), kw.get("final_momentum", 1.0))
+                p = predictor(head(backbone(torch.cat([x1, x2]))))
+                with torch.no_grad():
+                    tz = target_head(target_backbone(torch.cat([x1, x2]))).detach()
+                p1, p2 = p.chunk(2)
+                t1, t2 = tz.chunk(2)
+                loss = 0.5 * (criterion(p1, t2) + criterion(p2, t1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if method == "byol":
+                update_momentum(backbone, target_backbone, m)
+                update_momentum(head, target_head, m)
+            step += 1
+            marks.at(step, time.perf_counter() - t0)
+    return {"points": marks.points, "precision": "fp32", "steps": total, "optimizer": "AdamW",
+            "workers": args.lightly_workers}
+
+
+def first_reaching(points: list[dict[str, float]], target: float) -> float | None:
+    return next((p["train_s"] for p in points if p["knn"] >= target), None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=["simclr", "byol"])
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--n-train", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=2_000)
+    ap.add_argument("--eval-every", type=int, default=13)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lightly-workers", type=int, default=2)
+    ap.add_argument("--data", default=str(fashion_subset.DEFAULT_DIR))
+    ap.add_argument("--out", default="benchmarks/results/time_to_accuracy.json")
+    args = ap.parse_args()
+    import lightly
+
+    tuned = tune_malloc()
+    torch.set_num_threads(args.threads)
+    d = fashion_subset.load(Path(args.data), args.n_train)
+    qx, qy = d["test_x"][: args.queries], d["test_y"][: args.queries]
+    probe = lambda enc: knn_accuracy(enc, d["train_x"], d["train_y"], qx, qy)  # noqa: E731
+    results: dict[str, Any] = {"args": vars(args), "lightly": lightly.__version__, "torch": torch.__version__,
+                               "allocator_tuned": tuned, "methods": {}}
+    for method in args.methods:
+        torch.manual_seed(0)
+        init = copy.deepcopy(build_encoder(_config(method, 1, args.threads), build_data(_config(method, 1, args.threads))).state_dict())
+        res: dict[str, Any] = {}
+        for side, fn in (("lightly", run_lightly), ("sslkit", run_sslkit)):
+            print(f"{method} / {side}", flush=True)
+            res[side] = fn(method, d, init, args, probe)
+        target = res["lightly"]["points"][-1]["knn"]
+        t_l, t_s = first_reaching(res["lightly"]["points"], target), first_reaching(res["sslkit"]["points"], target)
+        res.update(target_knn=target, lightly_s=t_l, sslkit_s=t_s, speedup=(t_l / t_s) if t_s else None)
+        results["methods"][method] = res
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"\n{'method':<7} {'target kNN':>10} {'lightly s':>10} {'sslkit s':>10} {'speed-up':>9} {'final kNN lightly/sslkit':>25}")
+    for method, r in results["methods"].items():
+        fs = r["sslkit"]["points"][-1]["knn"]
+        sp = f"{r['speedup']:.2f}x" if r["speedup"] else "not reached"
+        ss = f"{r['sslkit_s']:.1f}" if r["sslkit_s"] else "-"
+        print(f"{method:<7} {r['target_knn']:>10.4f} {r['lightly_s']:>10.1f} {ss:>10} {sp:>9} {r['target_knn']:>12.4f} / {fs:.4f}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
