@@ -19,57 +19,17 @@ import yaml
 
 from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
-from ssl_core.config import RunConfig, from_dict, load_file, merge, save_yaml, validate_choices
+from ssl_core.config import RunConfig, from_dict, save_yaml
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.evaluators.features import shared_features
 from ssl_core.interfaces import DataModule, Encoder, Objective
 from ssl_core.registry import Registry, get_registry
+from ssl_core.resolve import resolve_config  # noqa: F401  (re-exported: ssl_core.runner.resolve_config)
 from ssl_core.trainer import Trainer, TrainResult
 
 ENCODER_FILE = "encoder.pt"
 EVAL_FILE = "eval.json"
 CONFIG_FILE = "config.yaml"
-
-
-def resolve_config(
-    objective: str | None = None,
-    modality: str | None = None,
-    config_file: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    registry: Registry | None = None,
-) -> RunConfig:
-    """Merge defaults < objective recipe < config file < overrides into a validated RunConfig."""
-    registry = registry or get_registry()
-    file_data = load_file(config_file) if config_file else {}
-    overrides = dict(overrides or {})
-    objective = objective or overrides.get("objective") or file_data.get("objective")
-    modality = modality or overrides.get("modality") or file_data.get("modality") or None
-    if not objective:
-        names = ", ".join(s.name for s in registry.list("objective", modality=modality))
-        raise ConfigError(f"Name an objective with --objective (available: {names or 'none installed'}).")
-    spec = registry.get("objective", objective, modality=modality)
-    base = {"modality": spec.modality, "objective": objective}
-    base = merge(base, {k: v for k, v in spec.recipe.items() if v is not None})
-    for part in ("encoder", "augmenter", "dataset"):
-        # the recipe's settings belong to the recipe's component: another one may not accept them
-        chosen = overrides.get(part) or file_data.get(part)
-        if chosen and chosen != base.get(part):
-            base.pop(f"{part}_kwargs", None)
-    from_dict(RunConfig, base, f"recipe of objective '{objective}' (plugin {spec.plugin})")
-    with_file = merge(base, file_data)
-    if config_file:
-        from_dict(RunConfig, with_file, f"config file {config_file}")
-    cfg = from_dict(RunConfig, merge(with_file, overrides), "command line")
-    if cfg.modality != spec.modality:
-        raise ConfigError(f"Objective '{objective}' is a {spec.modality} objective, but modality is '{cfg.modality}'.")
-    if cfg.data and registry.get("dataset", cfg.dataset).builtin and "dataset" not in overrides:
-        # a path was given: switch from the built-in set to the modality's file reader
-        path_sets = [s for s in registry.list("dataset", modality=cfg.modality) if not s.builtin]
-        if not path_sets:
-            raise ConfigError(f"No installed {cfg.modality} dataset reads files from a path; drop --data.")
-        cfg.dataset = path_sets[0].name
-    validate_choices(cfg)
-    return cfg
 
 
 def _accepted(factory: Callable[..., Any], hints: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import typer
 
 from ssl_core.cli import eval_cmd, generate_cmd, info_cmd, list_cmd, report_cmd, run_cmd
 from ssl_core.errors import SSLKitError
-from ssl_core.trainer import TrainingInterrupted
 
 app = typer.Typer(
     name="ssl",
@@ -40,16 +39,23 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except TrainingInterrupted as exc:
-        typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
-        sys.exit(130)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # an interrupted run, or click usage errors
         import click
 
+        if _is_interruption(exc):
+            typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+            sys.exit(130)
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _is_interruption(exc: BaseException) -> bool:
+    """A run stopped by a signal (checked without importing the trainer, which imports torch:
+    only a command that trained can raise it, and that command imported the trainer)."""
+    trainer = sys.modules.get("ssl_core.trainer")
+    return trainer is not None and isinstance(exc, trainer.TrainingInterrupted)

@@ -29,7 +29,24 @@ def test_list_shows_components_with_package() -> None:
 def test_info_shows_recipe_defaults() -> None:
     res = ssl("info", "toy_align")
     assert res.returncode == 0, res.stderr
-    assert "toy_align (toy)" in res.stdout and "batch_size: 64" in res.stdout
+    assert "toy_align (objective, modality toy)" in res.stdout and "batch_size: 64" in res.stdout
+    assert "sslkit_testplugins.toy_components:AlignUniform" in res.stdout
+
+
+def test_info_works_for_every_kind() -> None:
+    from typer.testing import CliRunner
+
+    from ssl_core.cli import app
+
+    runner = CliRunner()
+    for name, expect in [("toy_mlp", "Settings (encoder_kwargs.NAME=VALUE):\n  in_dim = 8"),
+                         ("toy_noise", "sigma = 0.3"), ("toy_mixture", "Built in: works offline"),
+                         ("knn", "eval_kwargs.knn.NAME=VALUE"), ("imagefolder", "Reads --data PATH: a folder of .jpg")]:
+        res = runner.invoke(app, ["info", name])
+        assert res.exit_code == 0, res.output
+        assert expect in res.output, (name, res.output)
+    res = runner.invoke(app, ["info", "knnn"])
+    assert "Did you mean 'knn'?" in str(res.exception)
 
 
 def test_unknown_objective_exits_2_with_suggestion() -> None:

@@ -8,67 +8,71 @@ papers' settings (encoders, head sizes, schedules) stay available through the co
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_vision import data, encoders, shards, stream, vit
-from ssl_vision.augment import MultiCropAugmenter, SingleViewAugmenter, TwoViewAugmenter, byol_views
-from ssl_vision.byol import BYOL
-from ssl_vision.dino import DINO
-from ssl_vision.mae import MAE
-from ssl_vision.nn_grid import NNGridEvaluator
-from ssl_vision.simclr import SimCLR
+from ssl_core.files import IMAGE_SUFFIXES, SHARD_SUFFIXES, Accepts
+
+# Factories are import paths ("module:attr"): `ssl list` reads this file without importing torch.
 
 EVALUATORS = ["knn", "linear_probe", "few_shot", "health", "nn_grid"]
+# What each file reader takes as --data; `ssl run --data PATH` tries READERS in this order
+# (local shards are streamed only when named with --dataset webdataset_stream).
+IMAGE_FOLDER = Accepts(IMAGE_SUFFIXES, files=False, layout="one sub-folder per class gives labels")
+LOCAL_SHARDS = Accepts(SHARD_SUFFIXES, patterns=True, layout="WebDataset members KEY.jpg/png (+ KEY.cls)")
+REMOTE_SHARDS = Accepts(SHARD_SUFFIXES, folders=False, files=False, schemes=("http", "https", "pipe"),
+                        layout="streamed; needs --steps")
+READERS = ("imagefolder", "webdataset", "webdataset_stream")
 
 
 @hookimpl
 def register_encoders(register):  # type: ignore[no-untyped-def]
-    register("resnet_small", encoders.resnet_small, modality="vision",
+    register("resnet_small", "ssl_vision.encoders:resnet_small", modality="vision",
              summary="Narrow ResNet from torchvision BasicBlocks (~1.2M params), for CPU runs")
-    register("resnet18", encoders.resnet18, modality="vision", summary="torchvision ResNet-18, small-image stem")
-    register("resnet50", encoders.resnet50, modality="vision", summary="torchvision ResNet-50")
-    register("vit_nano", vit.vit_nano, modality="vision",
+    register("resnet18", "ssl_vision.encoders:resnet18", modality="vision", summary="torchvision ResNet-18, small-image stem")
+    register("resnet50", "ssl_vision.encoders:resnet50", modality="vision", summary="torchvision ResNet-50")
+    register("vit_nano", "ssl_vision.vit:vit_nano", modality="vision",
              summary="ViT for 16-32 px images on CPU: patch 4, 128-d, 4 blocks (timm blocks, ~0.8M params)")
-    register("vit_micro", vit.vit_micro, modality="vision",
+    register("vit_micro", "ssl_vision.vit:vit_micro", modality="vision",
              summary="ViT for 16-32 px images on CPU: patch 4, 192-d, 6 blocks (timm blocks, ~2.7M params)")
-    register("vit_tiny", vit.vit_tiny, modality="vision", summary="ViT-Tiny: patch 16, 192-d, 12 blocks (timm)")
-    register("vit_small", vit.vit_small, modality="vision", summary="ViT-Small: patch 16, 384-d, 12 blocks (timm)")
-    register("vit_base", vit.vit_base, modality="vision", summary="ViT-Base: patch 16, 768-d, 12 blocks (timm)")
+    register("vit_tiny", "ssl_vision.vit:vit_tiny", modality="vision", summary="ViT-Tiny: patch 16, 192-d, 12 blocks (timm)")
+    register("vit_small", "ssl_vision.vit:vit_small", modality="vision", summary="ViT-Small: patch 16, 384-d, 12 blocks (timm)")
+    register("vit_base", "ssl_vision.vit:vit_base", modality="vision", summary="ViT-Base: patch 16, 768-d, 12 blocks (timm)")
 
 
 @hookimpl
 def register_augmenters(register):  # type: ignore[no-untyped-def]
-    register("simclr_views", TwoViewAugmenter, modality="vision",
+    register("simclr_views", "ssl_vision.augment:TwoViewAugmenter", modality="vision",
              summary="Two views: crop+flip, colour jitter, grayscale, blur (batched, on device)")
-    register("byol_views", byol_views, modality="vision",
+    register("byol_views", "ssl_vision.augment:byol_views", modality="vision",
              summary="BYOL's asymmetric two views: blur p=1.0/0.1, solarise p=0/0.2 (batched, on device)")
-    register("multicrop", MultiCropAugmenter, modality="vision",
+    register("multicrop", "ssl_vision.augment:MultiCropAugmenter", modality="vision",
              summary="DINO multi-crop: 2 global + N local crops, blur/solarise per crop (batched, on device)")
-    register("mae_views", SingleViewAugmenter, modality="vision",
+    register("mae_views", "ssl_vision.augment:SingleViewAugmenter", modality="vision",
              summary="MAE: one random-resized crop + flip per image (batched, on device)")
 
 
 @hookimpl
 def register_datasets(register):  # type: ignore[no-untyped-def]
-    register("digits", data.digits, modality="vision", builtin=True,
-             summary="UCI handwritten digits shipped in scikit-learn (1,797 images, 10 classes)")
-    register("imagefolder", data.image_folder, modality="vision",
-             summary="Folder of jpg/png images; class sub-folders give labels")
-    register("webdataset", shards.webdataset, modality="vision",
-             summary="WebDataset .tar shards (folder, glob or file) of jpg/png + cls/txt")
-    register("webdataset_stream", stream.webdataset_stream, modality="vision",
+    register("digits", "ssl_vision.data:digits", modality="vision", builtin=True,
+             summary="UCI handwritten digits shipped in scikit-learn (1,797 images, 10 classes)",
+             reader=READERS)
+    register("imagefolder", "ssl_vision.data:image_folder", modality="vision",
+             summary="Folder of jpg/png images; class sub-folders give labels", accepts=IMAGE_FOLDER)
+    register("webdataset", "ssl_vision.shards:webdataset", modality="vision",
+             summary="WebDataset .tar shards (folder, glob or file) of jpg/png + cls/txt", accepts=LOCAL_SHARDS)
+    register("webdataset_stream", "ssl_vision.stream:webdataset_stream", modality="vision",
              summary="WebDataset shards streamed from paths, http(s):// or pipe:CMD (needs --steps); "
-                     "eval_path: labelled shards held in memory")
+                     "eval_path: labelled shards held in memory", accepts=REMOTE_SHARDS)
 
 
 @hookimpl
 def register_evaluators(register):  # type: ignore[no-untyped-def]
-    register("nn_grid", NNGridEvaluator, modality="vision",
+    register("nn_grid", "ssl_vision.nn_grid:NNGridEvaluator", modality="vision",
              summary="Nearest-neighbour grid PNG (query + nearest training images) and precision@k")
 
 
 @hookimpl
 def register_objectives(register):  # type: ignore[no-untyped-def]
     register(
-        "simclr", SimCLR, modality="vision",
+        "simclr", "ssl_vision.simclr:SimCLR", modality="vision",
         summary="SimCLR: contrastive NT-Xent over two augmented views (Chen et al., 2020)",
         recipe={
             "encoder": "resnet_small",
@@ -81,7 +85,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
         },
     )
     register(
-        "byol", BYOL, modality="vision",
+        "byol", "ssl_vision.byol:BYOL", modality="vision",
         summary="BYOL: online/target networks, predictor, EMA target (Grill et al., 2020)",
         recipe={
             "encoder": "resnet_small",
@@ -95,7 +99,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
         },
     )
     register(
-        "dino", DINO, modality="vision",
+        "dino", "ssl_vision.dino:DINO", modality="vision",
         summary="DINO: self-distillation with multi-crop, centring, sharpening, EMA teacher (Caron et al., 2021)",
         recipe={
             "encoder": "vit_nano",
@@ -114,7 +118,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
         },
     )
     register(
-        "mae", MAE, modality="vision",
+        "mae", "ssl_vision.mae:MAE", modality="vision",
         summary="MAE: ViT on visible patches, 75% masking, light decoder, normalised pixels (He et al., 2022)",
         recipe={
             "encoder": "vit_micro",

@@ -1,0 +1,99 @@
+"""From an objective name, a config file and overrides to a validated :class:`RunConfig`.
+
+Kept apart from the runner (and free of torch) so ``ssl info`` and ``ssl run --help`` stay fast.
+
+Choosing a file reader for ``--data PATH`` (when ``--dataset`` is not given):
+
+1. the readers the objective's recipe names (recipe key ``reader``), in order, else the readers
+   its built-in dataset names (``register(..., builtin=True, reader=...)``), in order: the first
+   that accepts the path (see :class:`ssl_core.files.Accepts`) is used;
+2. otherwise the readers of the plugin that supplies the recipe's dataset that accept the path;
+3. otherwise every installed reader of the modality that accepts it (a reader that declares
+   nothing counts as accepting anything).
+
+In steps 2 and 3 exactly one candidate is used; several are refused with the list of
+candidates and the ``--dataset`` flag to choose; none is refused with every reader of the
+modality and what it accepts. An installed plugin's reader therefore never replaces the reader
+a built-in method names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from ssl_core.config import RunConfig, from_dict, load_file, merge, validate_choices
+from ssl_core.errors import ConfigError, DataError
+from ssl_core.files import remote_scheme
+from ssl_core.registry import ComponentSpec, Registry, article, get_registry
+
+
+def resolve_config(
+    objective: str | None = None,
+    modality: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> RunConfig:
+    """Merge defaults < objective recipe < config file < overrides into a validated RunConfig."""
+    registry = registry or get_registry()
+    file_data = load_file(config_file) if config_file else {}
+    overrides = dict(overrides or {})
+    objective = objective or overrides.get("objective") or file_data.get("objective")
+    modality = modality or overrides.get("modality") or file_data.get("modality") or None
+    if modality:
+        registry.check_modality(modality)
+    if not objective:
+        names = ", ".join(s.name for s in registry.list("objective", modality=modality))
+        raise ConfigError(f"Name an objective with --objective (available: {names or 'none installed'}).")
+    spec = registry.get("objective", objective, modality=modality)
+    recipe = {k: v for k, v in spec.recipe.items() if v is not None}
+    recipe_reader = recipe.pop("reader", None)
+    base = merge({"modality": spec.modality, "objective": objective}, recipe)
+    for part in ("encoder", "augmenter", "dataset"):
+        # the recipe's settings belong to the recipe's component: another one may not accept them
+        chosen = overrides.get(part) or file_data.get(part)
+        if chosen and chosen != base.get(part):
+            base.pop(f"{part}_kwargs", None)
+    from_dict(RunConfig, base, f"recipe of objective '{objective}' (plugin {spec.plugin})")
+    with_file = merge(base, file_data)
+    if config_file:
+        from_dict(RunConfig, with_file, f"config file {config_file}")
+    cfg = from_dict(RunConfig, merge(with_file, overrides), "command line")
+    if cfg.modality != spec.modality:
+        raise ConfigError(f"Objective '{objective}' is {article(spec.modality)} objective, but modality is '{cfg.modality}'.")
+    if cfg.data and registry.get("dataset", cfg.dataset).builtin and "dataset" not in overrides:
+        # a path was given: switch from the built-in set to a file reader
+        cfg.dataset = choose_reader(registry, cfg.modality, cfg.data, registry.get("dataset", cfg.dataset),
+                                    recipe_reader)
+    validate_choices(cfg)
+    return cfg
+
+
+def choose_reader(registry: Registry, modality: str, data: str, builtin: ComponentSpec,
+                  named: str | list[str] | tuple[str, ...] | None = None) -> str:
+    """The file reader for ``--data`` ``data`` (see the module docstring for the rules)."""
+    readers = [s for s in registry.list("dataset", modality=modality) if not s.builtin and s.modality == modality]
+    if not readers:
+        raise ConfigError(f"No installed {modality} dataset reads files from a path; drop --data.")
+    local = remote_scheme(data) is None and not any(ch in data for ch in "*?[{")
+    if local and not Path(data).expanduser().exists():
+        raise DataError(f"Data path {data} does not exist. Check --data.")
+    preferred = [named] if isinstance(named, str) else list(named or builtin.reader)
+    for name in preferred:
+        spec = registry.get("dataset", name, modality=modality)
+        if spec.accepts is None or spec.accepts.matches(data):
+            return spec.name
+    takes = [s for s in readers if s.accepts is None or s.accepts.matches(data)]
+    home = [s for s in takes if s.plugin == builtin.plugin]
+    pool = home or takes
+    if len(pool) == 1:
+        return pool[0].name
+    if not pool:
+        listing = "; ".join(f"'{s.name}' ({s.package}): {s.accepts.describe() if s.accepts else 'anything'}"
+                            for s in readers)
+        raise DataError(f"No installed {modality} reader accepts --data {data}. Readers: {listing}. "
+                        "Check the path and the file suffixes, or name a reader with --dataset NAME.")
+    listing = ", ".join(f"'{s.name}' ({s.package})" for s in pool)
+    raise ConfigError(f"Several {modality} readers accept --data {data}: {listing}. Choose one with "
+                      f"--dataset NAME (e.g. --dataset {pool[0].name}).")
