@@ -82,7 +82,8 @@ class Accepts:
         parts = []
         kinds = [w for w, on in (("a folder", self.folders), ("a file", self.files), ("a pattern", self.patterns)) if on]
         if self.suffixes:
-            parts.append(f"{' or '.join(kinds) or 'nothing'} of {'/'.join(self.suffixes)}")
+            said = ", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else "".join(kinds) or "nothing"
+            parts.append(f"{said} of {'/'.join(self.suffixes)}")
         if self.schemes:
             parts.append("streams " + ", ".join(f"{s}:" if s == "pipe" else f"{s}://" for s in self.schemes))
         if self.layout:
@@ -124,10 +125,10 @@ def has_suffix(path: Path, suffixes: Iterable[str]) -> bool:
     return any(name.endswith(s) for s in suffixes)
 
 
-def iter_files(root: Path, suffixes: Iterable[str], compressed: bool = False) -> Iterator[Path]:
+def iter_files(root: Path, suffixes: Iterable[str], compressed: bool = False, recursive: bool = True) -> Iterator[Path]:
     """Files under ``root`` whose name ends with one of ``suffixes`` (or ``suffix + '.gz'`` with
-    ``compressed``), recursively, following symbolic links, skipping hidden entries, each real
-    directory visited once. Sorted within each directory."""
+    ``compressed``), recursively unless ``recursive=False``, following symbolic links, skipping
+    hidden entries, each real directory visited once. Sorted within each directory."""
     ends = tuple(suffixes) + (tuple(s + ".gz" for s in suffixes) if compressed else ())
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -136,7 +137,7 @@ def iter_files(root: Path, suffixes: Iterable[str], compressed: bool = False) ->
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
         for name in sorted(filenames):
             if not name.startswith(".") and name.lower().endswith(ends):
                 p = Path(dirpath) / name
@@ -178,13 +179,13 @@ class FileListing:
 
 def find_files(path: str | Path, suffixes: Iterable[str], *, what: str = "files", folders: bool = True,
                files: bool = True, class_folders: bool = True, compressed: bool = False,
-               hint: str = "") -> FileListing:
+               recursive: bool = True, hint: str = "") -> FileListing:
     """List the files a reader will read from ``path`` (a folder or a single file).
 
     ``what`` names them in messages ("images", "audio files"); ``hint`` ends the "nothing found"
     error (e.g. "Put .wav files in the folder, or one sub-folder per class."). ``folders`` and
     ``files`` say whether a folder / a single file is acceptable; ``compressed`` also matches
-    ``.gz`` versions of the suffixes. Raises :class:`DataError` naming the path and the fix.
+    ``.gz`` versions of the suffixes; ``recursive=False`` looks only at the folder itself. Raises :class:`DataError` naming the path and the fix.
     """
     suffixes = tuple(suffixes)
     root = Path(path).expanduser()
@@ -200,10 +201,10 @@ def find_files(path: str | Path, suffixes: Iterable[str], *, what: str = "files"
         return FileListing(root, [root])
     if not folders:
         raise DataError(f"{root} is a folder, but this reader takes a single file ({looked}). Pass the file with --data.")
-    found = list(iter_files(root, suffixes, compressed))
+    found = sorted(iter_files(root, suffixes, compressed, recursive))  # by path parts: class folder, then name
     if not found:
-        raise DataError(f"No {what} found under {root} (looked for {looked}, in sub-folders too, following "
-                        f"symbolic links). {hint}".strip())
+        where = "in sub-folders too, following symbolic links" if recursive else "not in sub-folders"
+        raise DataError(f"No {what} found under {root} (looked for {looked}, {where}). {hint}".strip())
     rel = [p.relative_to(root).parts for p in found]
     classes = sorted({r[0] for r in rel if len(r) > 1}) if class_folders else []
     if len(classes) < 2:

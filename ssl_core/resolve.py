@@ -12,8 +12,9 @@ Choosing a file reader for ``--data PATH`` (when ``--dataset`` is not given):
    nothing counts as accepting anything).
 
 In steps 2 and 3 exactly one candidate is used; several are refused with the list of
-candidates and the ``--dataset`` flag to choose; none is refused with every reader of the
-modality and what it accepts. An installed plugin's reader therefore never replaces the reader
+candidates and the ``--dataset`` flag to choose. When none accepts the path, the first named
+reader is used (its own error then says what it looked for), or, if no reader is named, the
+choice is refused with every reader of the modality and what it accepts. An installed plugin's reader therefore never replaces the reader
 a built-in method names.
 """
 
@@ -89,6 +90,8 @@ def choose_reader(registry: Registry, modality: str, data: str, builtin: Compone
     pool = home or takes
     if len(pool) == 1:
         return pool[0].name
+    if not pool and preferred:  # nothing fits: the named reader's own error says what it looked for
+        return registry.get("dataset", preferred[0], modality=modality).name
     if not pool:
         listing = "; ".join(f"'{s.name}' ({s.package}): {s.accepts.describe() if s.accepts else 'anything'}"
                             for s in readers)
