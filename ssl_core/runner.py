@@ -10,7 +10,9 @@ import copy
 import datetime as _dt
 import inspect
 import json
-from dataclasses import dataclass
+import sys
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -22,13 +24,14 @@ from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.config import RunConfig, from_dict, save_yaml
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.evaluators.features import shared_features
-from ssl_core.interfaces import DataModule, Encoder, Objective
-from ssl_core.registry import Registry, get_registry
+from ssl_core.interfaces import DataModule, Encoder, Evaluator, Objective
+from ssl_core.registry import Registry, article, get_registry
 from ssl_core.resolve import resolve_config  # noqa: F401  (re-exported: ssl_core.runner.resolve_config)
 from ssl_core.trainer import Trainer, TrainResult
 
 ENCODER_FILE = "encoder.pt"
 EVAL_FILE = "eval.json"
+EVAL_ERRORS_FILE = "eval_errors.json"
 CONFIG_FILE = "config.yaml"
 
 
@@ -77,23 +80,92 @@ def build_objective(cfg: RunConfig, encoder: Encoder, data: DataModule, registry
     return ospec.factory(encoder=encoder, augmenter=augmenter, **cfg.objective_kwargs)
 
 
+def _sample_keys(data: DataModule) -> set[str] | None:
+    """The fields of one evaluation (else training) sample, or ``None`` if none can be indexed."""
+    for ds in (data.eval_test, data.eval_train, data.train):
+        if ds is None or isinstance(ds, torch.utils.data.IterableDataset):
+            continue
+        try:
+            return set(ds[0])
+        except Exception:  # an empty split, or one that is not indexable
+            continue
+    return None
+
+
+def check_evaluators(cfg: RunConfig, data: DataModule, registry: Registry | None = None) -> list[Evaluator]:
+    """Build ``cfg.evaluators`` and check each fits this run, before any training step.
+
+    An evaluator registered for another modality, one whose settings its class does not accept,
+    or one that needs batch fields (:attr:`Evaluator.required_keys`) this data's samples lack is a
+    :class:`ConfigError` naming the evaluator and the fix.
+    """
+    registry = registry or get_registry()
+    keys = _sample_keys(data)
+    built = []
+    for name in cfg.evaluators:
+        spec = registry.get("evaluator", name)
+        others = [n for n in cfg.evaluators if n != name]
+        fix = f"Remove it: --set 'evaluators=[{','.join(others)}]'"
+        if spec.modality not in ("any", cfg.modality):
+            raise ConfigError(f"Evaluator '{name}' (plugin {spec.plugin}) is {article(spec.modality)} evaluator, but this "
+                              f"is {article(cfg.modality)} run. {fix}.")
+        try:
+            evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+        except TypeError as exc:
+            raise ConfigError(f"eval_kwargs.{name}: {exc}. `ssl info {name}` lists its settings.") from exc
+        required = tuple(getattr(evaluator, "required_keys", ()) or ())
+        missing = [k for k in required if keys is not None and k not in keys]
+        if missing:
+            raise ConfigError(
+                f"Evaluator '{name}' (plugin {spec.plugin}) needs the batch field(s) {', '.join(map(repr, missing))}, "
+                f"but samples of dataset '{cfg.dataset}' have {', '.join(sorted(keys or ()))}. {fix}, or use a "
+                "dataset that provides them."
+            )
+        built.append(evaluator)
+    return built
+
+
 def evaluate_encoder(
     encoder: Encoder, data: DataModule, cfg: RunConfig, registry: Registry | None = None,
-    out_dir: Path | None = None,
+    out_dir: Path | None = None, failures: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Run every evaluator named in ``cfg.evaluators``; return their merged metrics."""
+    """Run every evaluator named in ``cfg.evaluators``; return their merged metrics.
+
+    An evaluator that raises is reported on stderr by name (and recorded in ``failures`` as
+    ``name -> "Type: message"``); the others still run, so one broken evaluator never loses
+    every metric.
+    """
     registry = registry or get_registry()
     labelled = data.eval_train is not None and data.eval_test is not None
     results: dict[str, float] = {}
     with shared_features():  # kNN, linear probe, few-shot... embed the same splits once
         for name in cfg.evaluators:
-            spec = registry.get("evaluator", name)
-            evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
-            if getattr(evaluator, "needs_labels", True) and not labelled:
-                continue  # probes need labels; unlabelled data still gets health/retrieval
-            evaluator.out_dir = out_dir
-            results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
+            try:
+                spec = registry.get("evaluator", name)
+                evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+                if getattr(evaluator, "needs_labels", True) and not labelled:
+                    continue  # probes need labels; unlabelled data still gets health/retrieval
+                evaluator.out_dir = out_dir
+                results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
+            except Exception as exc:  # report by name and keep the other metrics
+                message = f"{type(exc).__name__}: {exc}"
+                if failures is not None:
+                    failures[name] = message + "\n" + traceback.format_exc()
+                print(f"sslkit: evaluator '{name}' failed: {message}", file=sys.stderr)
     return results
+
+
+def write_evaluation(run_dir: Path, metrics: Mapping[str, Mapping[str, float]],
+                     failures: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Write ``eval.json`` (metrics) and, when an evaluator failed, ``eval_errors.json``
+    (encoder -> evaluator -> error and traceback); a stale error file from an earlier
+    evaluation is removed."""
+    atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+    errors = {k: dict(v) for k, v in (failures or {}).items() if v}
+    if errors:
+        atomic_write_text(run_dir / EVAL_ERRORS_FILE, json.dumps(errors, indent=2))
+    elif (run_dir / EVAL_ERRORS_FILE).exists():
+        (run_dir / EVAL_ERRORS_FILE).unlink()
 
 
 @dataclass
@@ -104,6 +176,8 @@ class RunOutcome:
     train: TrainResult
     metrics: dict[str, dict[str, float]]
     objective: Objective
+    eval_failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Encoder ("trained"/"random") -> evaluator -> error, for evaluators that raised."""
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -122,6 +196,8 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
         if not saved.exists():
             raise DataError(f"Cannot resume: {saved} does not exist. Point --out at an earlier run directory.")
     data = build_data(cfg, registry)  # bad data fails here, before anything is written
+    if evaluate:
+        check_evaluators(cfg, data, registry)  # an evaluator that cannot run here fails before training
     torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
     encoder = build_encoder(cfg, data, registry)
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
@@ -146,12 +222,15 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
     trained = objective.encoder_for_evaluation()
     export_encoder(trained, cfg, run_dir / ENCODER_FILE)
     objective.on_train_end(run_dir, data)
+    failures: dict[str, dict[str, str]] = {"trained": {}, "random": {}}
     if evaluate and cfg.evaluators:
-        metrics["trained"] = evaluate_encoder(trained, data, cfg, registry, out_dir=run_dir)
+        metrics["trained"] = evaluate_encoder(trained, data, cfg, registry, out_dir=run_dir,
+                                              failures=failures["trained"])
         if random_encoder is not None:
-            metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry)
-        atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
-    return RunOutcome(run_dir, result, metrics, objective)
+            metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry,
+                                                 failures=failures["random"])
+        write_evaluation(run_dir, metrics, failures)
+    return RunOutcome(run_dir, result, metrics, objective, {k: v for k, v in failures.items() if v})
 
 
 def export_encoder(encoder: Encoder, cfg: RunConfig, path: Path) -> None:

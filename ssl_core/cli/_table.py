@@ -1,8 +1,9 @@
-"""Plain-text tables for the CLI."""
+"""Plain-text tables and evaluation summaries for the CLI."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -35,3 +36,16 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
             row.append(f"{t - r:+.4f}" if isinstance(t, float) and isinstance(r, float) else "-")
         rows.append(row)
     return format_table(headers, rows)
+
+
+def report_failures(run_dir: Path, failures: Mapping[str, Mapping[str, str]]) -> None:
+    """Tell the user, on stderr, which evaluators raised (the other metrics were written)."""
+    import typer
+
+    for encoder, errors in failures.items():
+        for name, error in errors.items():
+            typer.secho(f"Evaluator '{name}' failed on the {encoder} encoder: {error.splitlines()[0]}",
+                        fg=typer.colors.YELLOW, err=True)
+    if any(failures.values()):
+        typer.secho(f"The other metrics are in {Path(run_dir) / 'eval.json'}; tracebacks in "
+                    f"{Path(run_dir) / 'eval_errors.json'}.", fg=typer.colors.YELLOW, err=True)

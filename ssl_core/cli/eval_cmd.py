@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ssl_core.cli._table import metrics_table
+from ssl_core.cli._table import metrics_table, report_failures
 
 
 def evaluate(
@@ -18,16 +17,21 @@ def evaluate(
     no_random: bool = typer.Option(False, "--no-random", help="Skip the random-encoder baseline."),
 ) -> None:
     """Re-run the probes on RUN_DIR/encoder.pt and write RUN_DIR/eval.json."""
-    from ssl_core.checkpoint import atomic_write_text
-    from ssl_core.runner import EVAL_FILE, evaluate_encoder, load_run, random_encoder_like
+    from ssl_core.runner import (
+        check_evaluators, evaluate_encoder, load_run, random_encoder_like, write_evaluation,
+    )
     from ssl_core.trainer import resolve_device
 
     cfg, data, encoder = load_run(run_dir)
     if evaluators:
         cfg.evaluators = list(evaluators)
+    check_evaluators(cfg, data)
     dev = resolve_device(device)
-    metrics = {"trained": evaluate_encoder(encoder.to(dev), data, cfg)}
+    failures: dict[str, dict[str, str]] = {"trained": {}, "random": {}}
+    metrics = {"trained": evaluate_encoder(encoder.to(dev), data, cfg, out_dir=run_dir, failures=failures["trained"])}
     if not no_random:
-        metrics["random"] = evaluate_encoder(random_encoder_like(cfg, data).to(dev), data, cfg)
-    atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+        metrics["random"] = evaluate_encoder(random_encoder_like(cfg, data).to(dev), data, cfg,
+                                             failures=failures["random"])
+    write_evaluation(run_dir, metrics, failures)
     typer.echo(metrics_table(metrics))
+    report_failures(run_dir, failures)

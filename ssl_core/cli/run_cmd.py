@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from ssl_core.cli._table import metrics_table
+from ssl_core.cli._table import metrics_table, report_failures
 from ssl_core.config import parse_override
 
 
@@ -102,6 +102,7 @@ def run(
                f"{outcome.train.samples_per_s:.1f} samples/s")
     if outcome.metrics:
         typer.echo(metrics_table(outcome.metrics))
+    report_failures(outcome.run_dir, outcome.eval_failures)
 
 
 def _strip_option(argv: list[str], name: str) -> list[str]:

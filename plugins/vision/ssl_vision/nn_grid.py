@@ -28,6 +28,7 @@ class NNGridEvaluator(Evaluator):
     """Writes ``nn_grid.png`` (query + nearest training images) and reports precision@k."""
 
     name = "nn_grid"
+    required_keys = ("image",)  # the grid shows the images themselves
 
     def __init__(self, n_queries: int = 10, k: int = 8, cell: int = 48, batch_size: int = 256,
                  filename: str = GRID_FILE) -> None:
