@@ -21,7 +21,7 @@ import yaml
 
 from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
-from ssl_core.config import RunConfig, from_dict, save_yaml
+from ssl_core.config import RunConfig, from_dict, resolve_probe_every, save_yaml
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.evaluators.features import shared_features
 from ssl_core.interfaces import DataModule, Encoder, Evaluator, Objective
@@ -203,6 +203,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
     objective = build_objective(cfg, encoder, data, registry)
     trainer = Trainer(objective, data, cfg.train, run_dir)  # joins the process group under torchrun
+    resolve_probe_every(trainer.cfg, trainer.total_steps)  # a few in-training probes unless set
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / CONFIG_FILE)
@@ -234,7 +235,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
 
 
 def export_encoder(encoder: Encoder, cfg: RunConfig, path: Path) -> None:
-    """Save the trained encoder with what is needed to rebuild it (``load_encoder``)."""
+    """Save the trained encoder with what is needed to rebuild it (:func:`load_encoder_file`)."""
     atomic_torch_save(
         {"encoder": cfg.encoder, "encoder_kwargs": cfg.encoder_kwargs, "modality": cfg.modality,
          "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}},
@@ -256,6 +257,20 @@ def load_run(run_dir: str | Path, registry: Registry | None = None) -> tuple[Run
     state = torch.load(enc_path, map_location="cpu", weights_only=False)
     encoder.load_state_dict(state["state_dict"])
     return cfg, data, encoder
+
+
+def load_encoder_file(path: str | Path, registry: Registry | None = None) -> Encoder:
+    """Rebuild an encoder saved by :func:`export_encoder` (``encoder.pt``, or an experiment's
+    ``encoders/<name>.pt``) from its registered name, settings and weights."""
+    registry = registry or get_registry()
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: was the run finished?")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    spec = registry.get("encoder", state["encoder"], modality=state.get("modality") or None)
+    encoder = spec.build(**state["encoder_kwargs"])
+    encoder.load_state_dict(state["state_dict"])
+    return encoder
 
 
 def random_encoder_like(cfg: RunConfig, data: DataModule, registry: Registry | None = None) -> Encoder:

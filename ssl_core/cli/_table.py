@@ -22,19 +22,11 @@ def _fmt(value: object) -> str:
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
-    """Rows = metric names, columns = encoders (trained, random), plus the difference."""
-    columns = list(metrics)
-    names: list[str] = []
-    for values in metrics.values():
-        names += [n for n in values if n not in names]
-    headers = ["metric"] + columns + (["trained - random"] if {"trained", "random"} <= set(columns) else [])
-    rows = []
-    for n in names:
-        row: list[object] = [n] + [metrics[c].get(n, "-") for c in columns]
-        if len(headers) > len(columns) + 1:
-            t, r = metrics["trained"].get(n), metrics["random"].get(n)
-            row.append(f"{t - r:+.4f}" if isinstance(t, float) and isinstance(r, float) else "-")
-        rows.append(row)
+    """Rows = metric names, columns = encoders (trained, random), plus trained - random and a
+    verdict that flags a metric where the trained encoder is worse than the random one."""
+    from ssl_core.report import evaluation_rows
+
+    headers, rows, _ = evaluation_rows(metrics)
     return format_table(headers, rows)
 
 

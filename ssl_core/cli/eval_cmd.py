@@ -11,17 +11,28 @@ from ssl_core.cli._table import metrics_table, report_failures
 
 
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A directory written by `ssl run`."),
+    run_dir: Path = typer.Argument(..., help="A directory written by `ssl run` or Experiment(out=...).fit()."),
     evaluators: Optional[list[str]] = typer.Option(None, "--evaluator", "-e", help="Evaluator names (repeat); default: the run's."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
     no_random: bool = typer.Option(False, "--no-random", help="Skip the random-encoder baseline."),
 ) -> None:
-    """Re-run the probes on RUN_DIR/encoder.pt and write RUN_DIR/eval.json."""
+    """Re-run the probes on RUN_DIR/encoder.pt and write RUN_DIR/eval.json.
+
+    An Experiment folder (experiment.yaml) has one encoder per name in RUN_DIR/encoders/; each is
+    probed on its own data stream and its metrics are named <encoder>/<metric>.
+    """
+    from ssl_core.experiment import evaluate_experiment_run, is_experiment_run
     from ssl_core.runner import (
         check_evaluators, evaluate_encoder, load_run, random_encoder_like, write_evaluation,
     )
     from ssl_core.trainer import resolve_device
 
+    if is_experiment_run(run_dir):
+        result = evaluate_experiment_run(run_dir, evaluators, compare_random=not no_random,
+                                         device=resolve_device(device))
+        typer.echo(metrics_table(result.metrics))
+        report_failures(run_dir, result.failures)
+        return
     cfg, data, encoder = load_run(run_dir)
     if evaluators:
         cfg.evaluators = list(evaluators)
