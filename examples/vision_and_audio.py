@@ -5,7 +5,8 @@ data, in one training loop (the Experiment API).
 
 SimCLR trains a ResNet on the built-in digits while wav2vec 2.0 trains a small wav2vec2
 encoder on the built-in spoken words. The loop steps one optimiser over both; each encoder is
-then probed on its own modality against its untrained initialisation.
+then exported and probed on its own modality against its untrained initialisation, and the run
+folder works with `ssl eval`, `ssl report` and `ssl compare`.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ def main() -> None:
     exp.add_data("speech", "spoken_words")
     exp.add_objective("simclr", "simclr", data="images")
     exp.add_objective("wav2vec2", "wav2vec2", data="speech")
-    result = exp.fit()
+    # fit() also exports each encoder to OUT/encoders/ and probes it (next to its untrained copy)
+    result = exp.fit(evaluators=["knn", "health"])
     last = result.history[-1]
     print(f"steps {result.steps}: simclr/loss {last['simclr/loss']:.3f}, wav2vec2/loss {last['wav2vec2/loss']:.3f}")
     for task in ("simclr", "wav2vec2"):
-        m = exp.evaluate(task, evaluators=["knn", "health"], compare_random=True)
-        print(f"{task:<9} kNN top-1: trained {m['trained']['knn_top1']:.3f}, random {m['random']['knn_top1']:.3f}; "
-              f"effective rank {m['trained']['effective_rank']:.1f}")
-
+        trained, random = exp.metrics["trained"], exp.metrics["random"]
+        print(f"{task:<9} kNN top-1: trained {trained[f'{task}.encoder/knn_top1']:.3f}, "
+              f"random {random[f'{task}.encoder/knn_top1']:.3f}; "
+              f"effective rank {trained[f'{task}.encoder/effective_rank']:.1f}")
+    print(f"run folder: {args.out} (try `ssl report {args.out}`)")
 
 if __name__ == "__main__":
     main()

@@ -167,6 +167,7 @@ class Experiment:
         self.metrics: dict[str, dict[str, float]] = {}
         """After :meth:`fit` with evaluation: ``{"trained"|"random": {"<encoder>/<metric>": value}}``."""
         self.eval_failures: dict[str, dict[str, str]] = {}
+        self._fit_evaluators: list[str] | None = None
 
     # -------------------------------------------------------------------- composition
     def add_data(self, name: str, data: DataModule | str, path: str | None = None, **kwargs: Any) -> DataModule:
@@ -253,16 +254,19 @@ class Experiment:
             extras={"streams": streams},
         )
 
-    def fit(self, resume: bool = False, evaluate: bool = True, compare_random: bool = True) -> TrainResult:
+    def fit(self, resume: bool = False, evaluate: bool = True, compare_random: bool = True,
+            evaluators: Sequence[str] | None = None) -> TrainResult:
         """Train every objective together; returns the Trainer's result.
 
         With ``out`` set, the run folder also receives ``experiment.yaml`` (before training),
         ``encoders/<name>.pt`` for every named encoder, and, unless ``evaluate=False``,
         ``eval.json``: each encoder probed on its stream with the evaluators of the recipe that
-        trains it (see :meth:`encoder_evaluators`), next to its untrained initialisation.
-        Evaluators are checked before the first step, as ``ssl run`` checks them.
+        trains it (see :meth:`encoder_evaluators`; ``evaluators`` names others for every
+        encoder), next to its untrained initialisation. Evaluators are checked before the first
+        step, as ``ssl run`` checks them; results are also kept in :attr:`metrics`.
         """
         self.objective = MultiObjective(self.tasks)
+        self._fit_evaluators = list(evaluators) if evaluators is not None else None
         if evaluate:
             for enc_name in self._trained_encoders():
                 check_evaluators(self._eval_config(enc_name), self.streams[self._stream_of(enc_name)], self.registry)
@@ -296,8 +300,11 @@ class Experiment:
         return next(t for t in self.tasks if t.objective.encoder is enc)
 
     def encoder_evaluators(self, encoder_name: str) -> list[str]:
-        """The evaluators :meth:`fit` runs on an encoder: those of the recipe of the first
-        objective that trains it (for an objective passed as an instance: kNN, linear probe, health)."""
+        """The evaluators :meth:`fit` runs on an encoder: those passed to :meth:`fit`, else those of
+        the recipe of the first objective that trains it (for an objective passed as an instance:
+        kNN, linear probe, health)."""
+        if self._fit_evaluators is not None:
+            return list(self._fit_evaluators)
         spec = self._objective_specs.get(self._first_task(encoder_name).name)
         return list(spec["evaluators"]) if spec else list(DEFAULT_EVALUATORS)
 
