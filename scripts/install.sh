@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install sslkit and every plugin under plugins/ into ./.venv (created if missing).
 #   bash scripts/install.sh          # the toolkit
-#   bash scripts/install.sh --test   # plus pytest and the test-only fixture plugins
+#   bash scripts/install.sh --test   # plus pytest, the test-only fixture plugins and every optional
+#                                    # extra (trackers, exports, Hugging Face datasets), so CI tests them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -9,7 +10,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-packages=(-e .)
+core="."
+if [ "${1:-}" = "--test" ]; then core=".[all]"; fi
+packages=(-e "$core")
 for plugin in plugins/*/; do
     if [ -f "${plugin}pyproject.toml" ]; then packages+=(-e "${plugin%/}"); fi
 done

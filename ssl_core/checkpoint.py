@@ -10,9 +10,10 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: atomic_write_text serves light modules too
+    import torch
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -46,6 +47,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` atomically."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     _atomic_write_bytes(path, buf.getvalue())
@@ -53,4 +56,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by the trainer."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=False)

@@ -114,6 +114,17 @@ class RunConfig:
     """Also evaluate a randomly initialised encoder of the same architecture."""
     out: str | None = None
     """Run directory (default: runs/<objective>-<timestamp>)."""
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])
+    """Where metrics, results and pictures go (``ssl list --kind logger``): ``jsonl`` writes
+    metrics.jsonl (``ssl report`` reads it); ``tensorboard``, ``mlflow``, ``wandb`` are extras.
+    ``--logger NAME`` adds one."""
+    logger_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Settings per logger, e.g. ``{mlflow: {tracking_uri: "sqlite:///mlflow.db"}}``."""
+    init: str | None = None
+    """Weights to start the encoder from (``--init``): an encoder.pt, an ``ssl export`` folder, or a
+    torchvision/timm/torchaudio/open_clip state dict file. Loaded strictly unless ``init_partial``."""
+    init_partial: bool = False
+    """With ``init``: load the tensors that match and report the rest instead of stopping."""
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:

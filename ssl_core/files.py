@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -36,8 +36,9 @@ TABLE_SUFFIXES = (".csv", ".tsv")
 """Delimited tables (e.g. image path + caption rows)."""
 SHARD_SUFFIXES = (".tar",)
 """WebDataset shards (uncompressed tar files)."""
+HF_SUFFIXES = (".arrow", ".parquet")
+"""Hugging Face ``datasets`` files (Arrow, Parquet)."""
 
-REMOTE_SCHEMES = ("http", "https", "pipe")
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,12 @@ class Accepts:
     """What a file reader takes as ``--data``, declared when it registers.
 
     ``suffixes``: the file suffixes it reads (lower-case, with the dot). ``folders``: a folder
-    holding such files (searched recursively). ``files``: one such file. ``schemes``: URL-like
-    specs it streams (``http``, ``https``, ``pipe`` for ``pipe:CMD``). ``patterns``: glob or
-    brace patterns (``shards-{000..009}.tar``). ``layout``: one line for users, shown by
-    ``ssl info`` and in reader-choice errors (e.g. "one sub-folder per class gives labels").
+    holding such files (searched recursively unless ``recursive=False``). ``files``: one such
+    file. ``markers``: file names that identify a folder it takes (``state.json`` of a saved
+    Hugging Face dataset). ``schemes``: URL-like specs it streams (``http``, ``https``, ``pipe``
+    for ``pipe:CMD``). ``patterns``: glob or brace patterns (``shards-{000..009}.tar``).
+    ``layout``: one line for users, shown by ``ssl info`` and in reader-choice errors (e.g. "one
+    sub-folder per class gives labels").
     """
 
     suffixes: tuple[str, ...] = ()
@@ -57,6 +60,8 @@ class Accepts:
     schemes: tuple[str, ...] = ()
     patterns: bool = False
     layout: str = ""
+    markers: tuple[str, ...] = ()
+    recursive: bool = True
 
     def __post_init__(self) -> None:
         bad = [s for s in self.suffixes if not s.startswith(".") or s != s.lower()]
@@ -64,6 +69,7 @@ class Accepts:
             raise ValueError(f"Accepts.suffixes must be lower-case and start with '.', got {bad}")
         object.__setattr__(self, "suffixes", tuple(self.suffixes))
         object.__setattr__(self, "schemes", tuple(self.schemes))
+        object.__setattr__(self, "markers", tuple(self.markers))
 
     @classmethod
     def coerce(cls, value: "Accepts | Mapping[str, Any] | None") -> "Accepts | None":
@@ -71,10 +77,10 @@ class Accepts:
         if value is None or isinstance(value, Accepts):
             return value
         if isinstance(value, Mapping):
-            unknown = set(value) - {"suffixes", "folders", "files", "schemes", "patterns", "layout"}
+            unknown = set(value) - {f.name for f in fields(cls)}
             if unknown:
                 raise ValueError(f"unknown accepts keys {sorted(unknown)}")
-            return cls(**{k: tuple(v) if k in ("suffixes", "schemes") else v for k, v in value.items()})
+            return cls(**{k: tuple(v) if k in ("suffixes", "schemes", "markers") else v for k, v in value.items()})
         raise TypeError(f"accepts must be an ssl_core.files.Accepts or a dict, got {type(value).__name__}")
 
     def describe(self) -> str:
@@ -90,6 +96,13 @@ class Accepts:
             parts.append(self.layout)
         return "; ".join(parts) or "anything (undeclared)"
 
+    def marked(self, spec: str) -> bool:
+        """Whether ``spec`` is a folder holding one of this reader's ``markers`` (a strong sign)."""
+        if not self.markers or remote_scheme(spec) is not None:
+            return False
+        path = Path(spec).expanduser()
+        return path.is_dir() and any((path / m).is_file() for m in self.markers)
+
     def matches(self, spec: str) -> bool:
         """Whether this reader could take ``spec`` (a path, pattern or URL); decodes nothing.
 
@@ -100,7 +113,9 @@ class Accepts:
             return scheme in self.schemes
         path = Path(spec).expanduser()
         if path.is_dir():
-            return self.folders and next(iter_files(path, self.suffixes), None) is not None
+            if self.marked(spec):
+                return True
+            return self.folders and next(iter_files(path, self.suffixes, recursive=self.recursive), None) is not None
         if path.is_file():
             return self.files and has_suffix(path, self.suffixes)
         if self.patterns and any(ch in spec for ch in "*?[{"):
@@ -211,3 +226,9 @@ def find_files(path: str | Path, suffixes: Iterable[str], *, what: str = "files"
         return FileListing(root, found)
     index = {c: i for i, c in enumerate(classes)}
     return FileListing(root, found, classes, [index[r[0]] if len(r) > 1 else None for r in rel])
+
+
+HF_DATASET = Accepts(HF_SUFFIXES, recursive=False, markers=("dataset_dict.json", "state.json"),
+                     layout="a Hugging Face save_to_disk folder, or .arrow/.parquet files (pip install 'sslkit[hf]')")
+"""What the ``hf_*`` readers take. Their marker files make a saved dataset folder (which may also
+hold a README.md) go to them before a modality's other readers."""

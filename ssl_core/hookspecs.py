@@ -1,4 +1,4 @@
-"""Every extension point of sslkit, in one place.
+"""Every extension point of sslkit, in one place (seven ``register_*`` hooks).
 
 A plugin is a module (or object) with functions decorated by ``ssl_core.hookimpl`` whose names
 match the specs below. Each hook receives a ``register`` callback; call it once per component:
@@ -55,4 +55,23 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
 
     ``factory(path=None, **kwargs) -> DataModule``. ``builtin=True`` marks a source that works
     offline with no path; ``builtin=False`` sources read the user's files from ``path``.
+    """
+
+
+@hookspec
+def register_loggers(register):  # type: ignore[no-untyped-def]
+    """Register experiment loggers: ``register(name, factory, summary=...)``.
+
+    ``factory(run_dir=Path, **kwargs) -> ssl_core.loggers.Logger`` is called on rank 0 only, for
+    every name in the run's ``loggers`` list (``--logger NAME``), with ``logger_kwargs[name]``.
+    Import the tracking library inside the factory, not at module level, so ``ssl list`` stays fast.
+    """
+
+
+@hookspec
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    """Register export formats: ``register(name, factory, modality=..., summary=...)``.
+
+    ``factory(**kwargs) -> ssl_core.exporting.Exporter``; ``ssl export RUN --format NAME`` asks each
+    exporter whether it supports the run's encoder and writes the files another library loads.
     """

@@ -2,7 +2,7 @@
 
 Plugins come from three places, in this order:
 
-1. the core's own plugins (``DEFAULT_PLUGINS``: the built-in evaluators),
+1. the core's own plugins (``DEFAULT_PLUGINS``: the built-in evaluators, loggers and exporters),
 2. every entry point in the group ``ssl_core.plugins``: first those of sslkit's own distributions
    (``FIRST_PARTY``), then the others, each group in entry-point-name order. Each loads on its
    own: one that fails to import or register is recorded in :attr:`Registry.failures` and the
@@ -48,8 +48,8 @@ from ssl_core.errors import DuplicateComponentError, SSLKitError, UnknownCompone
 from ssl_core.files import Accepts
 
 ENTRY_POINT_GROUP = "ssl_core.plugins"
-KINDS = ("encoder", "augmenter", "objective", "evaluator", "dataset")
-DEFAULT_PLUGINS = ("ssl_core.evaluators.plugin",)
+KINDS = ("encoder", "augmenter", "objective", "evaluator", "dataset", "logger", "exporter")
+DEFAULT_PLUGINS = ("ssl_core.evaluators.plugin", "ssl_core.loggers.plugin", "ssl_core.exporters.plugin")
 CORE_PACKAGE = "sslkit"
 FIRST_PARTY = ("sslkit", "sslkit-vision", "sslkit-text", "sslkit-audio", "sslkit-clip")
 """Distributions whose entry points load before third-party ones, so an installed third-party
@@ -60,6 +60,8 @@ _HOOK_FOR_KIND = {
     "objective": "register_objectives",
     "evaluator": "register_evaluators",
     "dataset": "register_datasets",
+    "logger": "register_loggers",
+    "exporter": "register_exporters",
 }
 _RECIPE_KEYS = {
     "encoder", "encoder_kwargs", "augmenter", "augmenter_kwargs", "dataset", "dataset_kwargs",

@@ -6,7 +6,8 @@ Choosing a file reader for ``--data PATH`` (when ``--dataset`` is not given):
 
 1. the readers the objective's recipe names (recipe key ``reader``), in order, else the readers
    its built-in dataset names (``register(..., builtin=True, reader=...)``), in order: the first
-   that accepts the path (see :class:`ssl_core.files.Accepts`) is used;
+   that accepts the path (see :class:`ssl_core.files.Accepts`) is used, a reader whose marker
+   file is in the folder (a saved Hugging Face dataset's ``state.json``) before the others;
 2. otherwise the readers of the plugin that supplies the recipe's dataset that accept the path;
 3. otherwise every installed reader of the modality that accepts it (a reader that declares
    nothing counts as accepting anything).
@@ -81,9 +82,9 @@ def choose_reader(registry: Registry, modality: str, data: str, builtin: Compone
     if local and not Path(data).expanduser().exists():
         raise DataError(f"Data path {data} does not exist. Check --data.")
     preferred = [named] if isinstance(named, str) else list(named or builtin.reader)
-    for name in preferred:
-        spec = registry.get("dataset", name, modality=modality)
-        if spec.accepts is None or spec.accepts.matches(data):
+    specs = [registry.get("dataset", name, modality=modality) for name in preferred]
+    for spec in [s for s in specs if s.accepts is not None and s.accepts.marked(data)] + specs:
+        if spec.accepts is None or spec.accepts.matches(data):  # a marker file (state.json) wins first
             return spec.name
     takes = [s for s in readers if s.accepts is None or s.accepts.matches(data)]
     home = [s for s in takes if s.plugin == builtin.plugin]

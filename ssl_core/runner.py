@@ -10,6 +10,7 @@ import copy
 import datetime as _dt
 import inspect
 import json
+import os
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ from ssl_core.config import RunConfig, from_dict, resolve_probe_every, save_yaml
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.evaluators.features import shared_features
 from ssl_core.interfaces import DataModule, Encoder, Evaluator, Objective
+from ssl_core.loggers import LoggerGroup
+from ssl_core.loggers.run import log_run_outputs, open_loggers
 from ssl_core.registry import Registry, article, get_registry
 from ssl_core.resolve import resolve_config  # noqa: F401  (re-exported: ssl_core.runner.resolve_config)
-from ssl_core.trainer import Trainer, TrainResult
+from ssl_core.trainer import Trainer, TrainingInterrupted, TrainResult
 
 ENCODER_FILE = "encoder.pt"
 EVAL_FILE = "eval.json"
@@ -201,12 +204,32 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
     torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
     encoder = build_encoder(cfg, data, registry)
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
+    if cfg.init and not resume:  # a resumed run's checkpoint already holds the weights
+        apply_init(encoder, cfg, registry)
     objective = build_objective(cfg, encoder, data, registry)
-    trainer = Trainer(objective, data, cfg.train, run_dir)  # joins the process group under torchrun
+    trainer = Trainer(objective, data, cfg.train, run_dir, loggers=[])  # joins the process group under torchrun
     resolve_probe_every(trainer.cfg, trainer.total_steps)  # a few in-training probes unless set
     if trainer.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / CONFIG_FILE)
+    loggers = open_loggers(cfg, run_dir, registry) if trainer.is_main else LoggerGroup()  # rank 0 logs
+    trainer.loggers = loggers.loggers
+    status = "failed"
+    try:
+        outcome = _train_and_evaluate(cfg, trainer, objective, data, random_encoder, run_dir, resume, evaluate,
+                                      registry, loggers)
+        status = "finished"
+        return outcome
+    except TrainingInterrupted:
+        status = "interrupted"
+        raise
+    finally:
+        loggers.close(status)
+
+
+def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, data: DataModule,
+                        random_encoder: Encoder | None, run_dir: Path, resume: bool, evaluate: bool,
+                        registry: Registry, loggers: LoggerGroup) -> RunOutcome:
     try:
         result = trainer.fit(resume=resume)
         # under FSDP every rank holds a shard: gather the full weights (a collective) for rank 0
@@ -231,7 +254,19 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
             metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry,
                                                  failures=failures["random"])
         write_evaluation(run_dir, metrics, failures)
+    log_run_outputs(loggers, run_dir, metrics, result.steps)
     return RunOutcome(run_dir, result, metrics, objective, {k: v for k, v in failures.items() if v})
+
+
+def apply_init(encoder: Encoder, cfg: RunConfig, registry: Registry | None = None) -> None:
+    """Load ``cfg.init`` into ``encoder`` (strict unless ``cfg.init_partial``) and print the report."""
+    import sys
+
+    from ssl_core.init_weights import init_encoder
+
+    report = init_encoder(encoder, cfg.init, registry, allow_partial=cfg.init_partial)  # type: ignore[arg-type]
+    if os.environ.get("RANK", "0") == "0":  # once per run, not per process
+        print(report.summary(), file=sys.stderr)
 
 
 def export_encoder(encoder: Encoder, cfg: RunConfig, path: Path) -> None:

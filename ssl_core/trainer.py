@@ -11,7 +11,7 @@ Event order of one optimiser step (the contract objectives and callbacks can rel
     if the loss is not finite: apply nan_policy (skip the update, or stop)
     else: unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
           objective.on_after_optimizer_step(step_info)      # EMA / momentum teachers
-    every log_every steps: write a JSONL metrics line; every health_every: embedding health
+    every log_every steps: send a metrics record to the loggers (metrics.jsonl, ...); every health_every: embedding health
     every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint
 
 Because data order depends only on (seed, epoch) and every random draw inside a step depends
@@ -21,7 +21,6 @@ only on (seed, step), a run resumed from a checkpoint repeats the uninterrupted 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -42,6 +41,8 @@ from ssl_core.errors import ConfigError, DataError, NonFiniteLossError
 from ssl_core.evaluators.health import HealthEvaluator
 from ssl_core.evaluators.knn import KNNEvaluator
 from ssl_core.interfaces import DataModule, Objective, StepInfo
+from ssl_core.loggers import Logger, LoggerGroup
+from ssl_core.loggers.jsonl import JSONLLogger
 from ssl_core.optim import apply_schedules, build_optimizer
 
 CHECKPOINT_NAME = "last.pt"
@@ -103,43 +104,6 @@ class TrainResult:
     skipped_steps: int = 0
 
 
-class MetricsWriter:
-    """Appends one JSON object per line to ``metrics.jsonl``."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._fh = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", encoding="utf-8")
-
-    def truncate_after(self, step: int) -> None:
-        """Drop lines logged after ``step`` (the resumed run will log those steps again)."""
-        if self.path is None or not self.path.exists():
-            return
-        assert self._fh is not None
-        self._fh.close()
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", -1) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-        self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-        self._fh = open(self.path, "a", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self._fh is not None:
-            self._fh.write(json.dumps(record) + "\n")
-            self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 class _StopRequest:
     """Turns SIGTERM/SIGINT into a flag checked between steps (checkpoint, then exit)."""
 
@@ -184,7 +148,9 @@ class Trainer:
     """Trains one :class:`~ssl_core.interfaces.Objective` on a :class:`DataModule`.
 
     ``run_dir`` receives ``metrics.jsonl`` and ``checkpoints/last.pt``; with ``run_dir=None``
-    nothing is written (handy in notebooks and tests).
+    nothing is written (handy in notebooks and tests). ``loggers`` replaces the default
+    ``metrics.jsonl`` writer with the given :class:`~ssl_core.loggers.Logger` objects (the caller
+    closes them).
     """
 
     def __init__(
@@ -194,6 +160,7 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path | None = None,
         callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+        loggers: list[Logger] | None = None,
     ) -> None:
         self.objective = objective
         self.data = data
@@ -208,6 +175,9 @@ class Trainer:
             self.device = dist_device
         self.rank, self.world_size = D.rank(), D.world_size()
         self.is_main = self.rank == 0
+        # None: metrics.jsonl in run_dir, opened and closed by fit(); a list (the runner's, built
+        # from --logger) stays open after fit() for the evaluation results. Only rank 0 logs.
+        self.loggers = loggers
         self.amp_dtype = resolve_precision(config.precision, self.device)
         if config.batch_size % (config.grad_accum * self.world_size):
             raise ConfigError(
@@ -458,10 +428,16 @@ class Trainer:
         """Train to ``total_steps``; with ``resume=True`` continue from the last checkpoint."""
         from tqdm.auto import tqdm
 
-        metrics = MetricsWriter(self.run_dir / "metrics.jsonl" if self.run_dir and self.is_main else None)
+        owned = self.loggers is None
+        if not self.is_main:
+            metrics = LoggerGroup()
+        elif owned:
+            metrics = LoggerGroup([JSONLLogger(self.run_dir)] if self.run_dir else [])
+        else:
+            metrics = LoggerGroup(self.loggers)
         if resume:
             self.load_checkpoint()
-            metrics.truncate_after(self.step)
+            metrics.resume(self.step)
         history: list[dict[str, Any]] = []
         start_step, t_start = self.step, time.perf_counter()
         t_log, samples_since_log = t_start, 0
@@ -492,7 +468,7 @@ class Trainer:
                         if (self.cfg.probe_every and self.is_main and self.fsdp is None
                                 and self.data.eval_train is not None and (probe_due or done)):
                             record.update({f"probe/{k}": v for k, v in self._probe.evaluate(self.objective.encoder, self.data).items()})
-                        metrics.write(record)
+                        metrics.log_metrics(record)
                         history.append(record)
                         for cb in self.callbacks:
                             cb(record)
@@ -508,7 +484,8 @@ class Trainer:
                         )
         finally:
             bar.close()
-            metrics.close()
+            if owned:
+                metrics.close()
         wall = time.perf_counter() - t_start
         steps_run = self.step - start_step
         return TrainResult(

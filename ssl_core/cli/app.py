@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ssl_core.cli import eval_cmd, generate_cmd, info_cmd, list_cmd, report_cmd, run_cmd
+from ssl_core.cli import eval_cmd, export_cmd, generate_cmd, info_cmd, list_cmd, report_cmd, run_cmd
 from ssl_core.errors import SSLKitError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("report")(report_cmd.report)
 app.command("compare")(report_cmd.compare)
 app.command("generate")(generate_cmd.generate)
+app.command("export")(export_cmd.export)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import yaml
 
 def info(
     name: str = typer.Argument(..., help="Component name, e.g. simclr, resnet_small, digits, knn (see `ssl list`)."),
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="encoder, augmenter, objective, evaluator or dataset "
-                                       "(only needed when several kinds share the name)."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="encoder, augmenter, objective, evaluator, dataset, "
+                                       "logger or exporter (only needed when several kinds share the name)."),
 ) -> None:
     """Show a component's summary, plugin, package, documentation and settings.
 
@@ -48,11 +48,12 @@ def _show(spec, registry) -> None:  # type: ignore[no-untyped-def]
     if doc:
         typer.echo("\n" + doc)
     typer.echo(f"\nFactory: {spec.where}")
-    settable = {k: v for k, v in params.items() if k not in ("encoder", "augmenter", "path")}
+    settable = {k: v for k, v in params.items() if k not in ("encoder", "augmenter", "path", "run_dir")}
     if settable:
         where = {"encoder": "encoder_kwargs", "augmenter": "augmenter_kwargs", "objective": "objective_kwargs",
-                 "dataset": "dataset_kwargs", "evaluator": f"eval_kwargs.{spec.name}"}[spec.kind]
-        typer.echo(f"Settings ({where}.NAME=VALUE):")
+                 "dataset": "dataset_kwargs", "evaluator": f"eval_kwargs.{spec.name}",
+                 "logger": f"logger_kwargs.{spec.name}"}.get(spec.kind)
+        typer.echo(f"Settings ({where}.NAME=VALUE):" if where else "Settings:")
         for k, v in settable.items():
             typer.echo(f"  {k}" + ("" if v is None else f" = {v}"))
     if spec.kind == "dataset":

@@ -10,7 +10,7 @@ from ssl_core.cli._table import format_table
 
 
 def list_components(
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="encoder, augmenter, objective, evaluator or dataset."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="encoder, augmenter, objective, evaluator, dataset, logger or exporter."),
     modality: Optional[str] = typer.Option(None, "--modality", "-m", help="Only components of this modality."),
 ) -> None:
     """List installed components and report plugins that failed to load or were disabled by a

@@ -49,6 +49,9 @@ def run(
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Processes on this machine (DDP via torchrun; one per GPU)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="ddp (a full model per process) or fsdp (parameters, gradients and optimiser state sharded; for encoders too large for one device)."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader worker processes per training process."),
+    logger: list[str] = typer.Option([], "--logger", help="Also log to: tensorboard, mlflow, wandb, ... (repeat; `ssl list --kind logger`). metrics.jsonl is always written unless the config's `loggers` list drops jsonl."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start the encoder from weights on disk: an encoder.pt or run dir, an `ssl export` folder, or a torchvision/timm/torchaudio/open_clip state dict. Strict unless --init-partial."),
+    init_partial: bool = typer.Option(False, "--init-partial", help="With --init: load the matching tensors, report the rest, and train on."),
     set_: list[str] = typer.Option([], "--set", help="Any config field, dotted: --set train.warmup_fraction=0.05 --set objective_kwargs.temperature=0.2"),
 ) -> None:
     """Train a self-supervised objective and evaluate the encoder it learns.
@@ -56,7 +59,8 @@ def run(
     With only --objective (and optionally --modality) the objective's recipe supplies the encoder,
     augmentations, built-in dataset and training settings, sized to finish in minutes on a CPU.
     The run directory receives config.yaml (the resolved config), metrics.jsonl,
-    checkpoints/last.pt, encoder.pt and eval.json.
+    checkpoints/last.pt, encoder.pt and eval.json; --logger sends the same to TensorBoard,
+    MLflow or W&B. --init starts the encoder from weights you have (nothing is downloaded).
     """
     from ssl_core.runner import CONFIG_FILE, default_run_dir, resolve_config, run_experiment
 
@@ -77,8 +81,10 @@ def run(
         "out": str(out) if out else None, "train.epochs": epochs, "train.steps": steps,
         "train.batch_size": batch_size, "train.lr": lr, "train.optimizer": optimizer,
         "train.precision": precision, "train.device": device, "train.seed": seed,
-        "train.strategy": strategy, "train.num_workers": num_workers,
+        "train.strategy": strategy, "train.num_workers": num_workers, "init": init,
     }
+    if init_partial:
+        flat["init_partial"] = True
     if no_progress:
         flat["train.progress"] = False
     overrides.update({k: v for k, v in flat.items() if v is not None})
@@ -91,6 +97,7 @@ def run(
             raise typer.BadParameter("--resume needs --out RUN_DIR (the run to continue).")
         config = config or (out / CONFIG_FILE)
     cfg = resolve_config(objective, modality, config, nest(overrides))
+    cfg.loggers = list(dict.fromkeys([*cfg.loggers, *logger]))  # --logger adds to the config's list
     if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process
         typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
                    f"{cfg.data or 'built-in data: ' + cfg.dataset}", err=True)

@@ -106,7 +106,7 @@ def test_hubert_targets_come_from_kmeans_fitted_on_training_mfccs(tiny_words):
     rand = torch.cdist(x, x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:12]]).min(1).values.pow(2).sum()
     assert fitted < 0.8 * rand
     out = obj.training_step(batch, _step())
-    assert torch.isfinite(out["loss"]) and 0 <= float(out["acc_masked"]) <= 1
+    assert torch.isfinite(out["loss"])  # the loss and accuracy values: test_quantizer_grads.py (HuBERT)
 
 
 def test_hubert_iteration_two_uses_a_frozen_trained_layer(tiny_words, tmp_path):

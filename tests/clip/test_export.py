@@ -74,3 +74,27 @@ def test_encoder_contract_and_offline_configs(digit_data) -> None:
     assert hf, "open_clip ships configs with Hugging Face tokenizers"
     with pytest.raises(ConfigError, match="must be downloaded"):
         open_clip_encoder(model=hf[0])
+
+
+def test_open_clip_format_of_ssl_export_and_init_from_it(trained, digit_data, tmp_path, registry) -> None:
+    from ssl_clip.export import OpenCLIPExporter
+    from ssl_core.exporters import ExportContext
+    from ssl_core.init_weights import init_encoder
+
+    assert registry.get("exporter", "open_clip", modality="image-text").factory is OpenCLIPExporter
+    ctx = ExportContext(config={"encoder": "open_clip", "objective": "clip", "modality": "image-text"}, data=digit_data,
+                        results={"trained": {"zero_shot_top1": 0.5}})
+    out = OpenCLIPExporter().export(trained, tmp_path / "oc", ctx)
+    assert "library_name: open_clip" in (out / "README.md").read_text()
+    plain = open_clip.create_model(f"local-dir:{out}").eval()
+    batch = default_collate([digit_data.eval_test[i] for i in range(4)])
+    pre = exported_preprocess_cfg(out)
+    x = batch["image"].float().div(255).expand(-1, 3, -1, -1)
+    x = (x - torch.tensor(pre["mean"]).view(1, 3, 1, 1)) / torch.tensor(pre["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.equal(plain.encode_image(x), trained.encode_image(batch["image"]))
+    fresh = open_clip_encoder(**digit_data.extras["encoder_kwargs"])
+    report = init_encoder(fresh, out, registry)  # open_clip's own weights file, found in the folder
+    assert report.complete and report.mapping == "open_clip"
+    with torch.no_grad():
+        assert torch.equal(fresh.eval().encode_image(batch["image"]), trained.encode_image(batch["image"]))

@@ -1,4 +1,6 @@
-"""The `ssl` command line, end to end, through the installed console script."""
+"""The `ssl` command line, end to end. Messages, exit codes and the run/eval/resume cycle go
+through the console entry point in-process (`ssl_cli`); one run and the torchrun launch start a
+real process."""
 
 from __future__ import annotations
 
@@ -18,16 +20,16 @@ def ssl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*SSL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
-def test_list_shows_components_with_package() -> None:
-    out = ssl("list").stdout
+def test_list_shows_components_with_package(ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    out = ssl_cli("list").stdout
     assert "toy_align" in out and "sslkit-testplugins" in out
     assert "knn" in out and "simclr" in out
-    out = ssl("list", "--kind", "objective", "--modality", "toy").stdout
+    out = ssl_cli("list", "--kind", "objective", "--modality", "toy").stdout
     assert "toy_align" in out and "knn" not in out
 
 
-def test_info_shows_recipe_defaults() -> None:
-    res = ssl("info", "toy_align")
+def test_info_shows_recipe_defaults(ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    res = ssl_cli("info", "toy_align")
     assert res.returncode == 0, res.stderr
     assert "toy_align (objective, modality toy)" in res.stdout and "batch_size: 64" in res.stdout
     assert "sslkit_testplugins.toy_components:AlignUniform" in res.stdout
@@ -49,21 +51,21 @@ def test_info_works_for_every_kind() -> None:
     assert "Did you mean 'knn'?" in str(res.exception)
 
 
-def test_unknown_objective_exits_2_with_suggestion() -> None:
-    res = ssl("run", "--objective", "simclrr")
+def test_unknown_objective_exits_2_with_suggestion(ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    res = ssl_cli("run", "--objective", "simclrr")
     assert res.returncode == 2
     assert "Did you mean 'simclr'?" in res.stderr
     assert "Traceback" not in res.stderr
 
 
-def test_bad_config_file_is_reported(tmp_path: Path) -> None:
+def test_bad_config_file_is_reported(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  lr: fast\n")
-    res = ssl("run", "--objective", "toy_align", "--config", str(f))
+    res = ssl_cli("run", "--objective", "toy_align", "--config", str(f))
     assert res.returncode == 2 and str(f) in res.stderr and "train.lr" in res.stderr
 
 
-def test_run_eval_resume_end_to_end(tmp_path: Path) -> None:
+def test_run_eval_resume_end_to_end(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
     res = ssl("run", "-m", "toy", "-o", "toy_align", "--steps", "20", "--out", str(out),
               "--set", "train.log_every=2", "--set", "objective_kwargs.t=2.0")
@@ -74,33 +76,35 @@ def test_run_eval_resume_end_to_end(tmp_path: Path) -> None:
     assert saved["train"]["steps"] == 20 and saved["train"]["log_every"] == 2
     assert saved["encoder_kwargs"] == {"in_dim": 8}  # data-derived hint recorded
     metrics = json.loads((out / "eval.json").read_text())
-    assert metrics["trained"]["knn_top1"] > metrics["random"]["knn_top1"] - 0.05
+    # four Gaussian clusters: 20 steps of toy_align reach 0.96 kNN and beat the random MLP (0.94)
+    assert metrics["trained"]["knn_top1"] > 0.95
+    assert metrics["trained"]["knn_top1"] > metrics["random"]["knn_top1"]
     assert "knn_top1" in res.stdout and "trained - random" in res.stdout
 
-    res = ssl("eval", str(out), "-e", "knn")
+    res = ssl_cli("eval", str(out), "-e", "knn")
     assert res.returncode == 0, res.stderr
     again = json.loads((out / "eval.json").read_text())
     assert abs(again["trained"]["knn_top1"] - metrics["trained"]["knn_top1"]) < 1e-6
     assert abs(again["random"]["knn_top1"] - metrics["random"]["knn_top1"]) < 1e-6
 
     # resume a finished run with a longer budget: continues from step 20
-    res = ssl("run", "--resume", "--out", str(out), "--steps", "30", "--no-eval")
+    res = ssl_cli("run", "--resume", "--out", str(out), "--steps", "30", "--no-eval")
     assert res.returncode == 0, res.stderr
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 30 and len(steps) == len(set(steps))
 
 
-def test_resume_without_run_dir_is_explained(tmp_path: Path) -> None:
-    res = ssl("run", "-o", "toy_align", "--resume", "--out", str(tmp_path / "nothing"))
+def test_resume_without_run_dir_is_explained(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    res = ssl_cli("run", "-o", "toy_align", "--resume", "--out", str(tmp_path / "nothing"))
     assert res.returncode == 2 and "does not exist" in res.stderr
 
 
-def test_help_explains_commands() -> None:
-    res = ssl("--help")
+def test_help_explains_commands(ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    res = ssl_cli("--help")
     assert res.returncode == 0
     for cmd in ["run", "list", "info", "eval"]:
         assert cmd in res.stdout
-    assert "--objective" in ssl("run", "--help").stdout
+    assert "--objective" in ssl_cli("run", "--help").stdout
 
 
 def test_failed_torchrun_launch_exits_non_zero(tmp_path: Path) -> None:

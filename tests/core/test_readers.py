@@ -223,3 +223,17 @@ def test_a_recipe_can_name_its_reader(tmp_path: Path) -> None:
     _touch(tmp_path / "d" / "x.csv")
     cfg = resolve_config("toy_named", overrides={"data": str(tmp_path / "d")}, registry=reg)
     assert cfg.dataset == "series_b"
+
+
+def test_a_marker_file_wins_over_suffixes(tmp_path: Path) -> None:
+    """A saved Hugging Face dataset folder (state.json) that also holds a README.md goes to hf_text,
+    not to the text-file reader that accepts .md files."""
+    reg = Registry()
+    saved = tmp_path / "saved"
+    _touch(saved / "state.json", b"{}")
+    _touch(saved / "README.md", b"# card")
+    _touch(saved / "data-00000-of-00001.arrow")
+    assert resolve_config("mlm", overrides={"data": str(saved)}, registry=reg).dataset == "hf_text"
+    plain = tmp_path / "notes"
+    _touch(plain / "README.md", b"# notes")
+    assert resolve_config("mlm", overrides={"data": str(plain)}, registry=reg).dataset == "textfiles"

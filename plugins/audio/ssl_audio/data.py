@@ -381,3 +381,104 @@ def spoken_words(
             "objective_kwargs": {"target_data": {"dataset": "spoken_words", "path": None, "dataset_kwargs": kwargs}},
         },
     )
+
+
+# ---------------------------------------------------------------------------- Hugging Face datasets
+def decode_audio_cell(value: Any, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> Tensor:
+    """One audio cell of a Hugging Face dataset -> mono float32 at ``sample_rate``.
+
+    Undecoded Audio features (``{"bytes", "path"}``) and raw bytes are decoded with libsndfile;
+    ``{"array", "sampling_rate"}`` cells are used as they are.
+    """
+    if isinstance(value, dict) and value.get("array") is not None:
+        wave, sr = mix_down(np.asarray(value["array"], dtype=np.float32)), int(value["sampling_rate"])
+    else:
+        import io
+
+        import soundfile as sf
+
+        from ssl_core.hf_data import cell_bytes
+
+        audio, sr = sf.read(io.BytesIO(cell_bytes(value)), dtype="float32", always_2d=True)
+        wave = mix_down(audio)
+    if max_seconds is not None:
+        wave = wave[: max(1, int(max_seconds * sr))]
+    return resample(wave, sr, sample_rate).contiguous()
+
+
+class HFAudioDataset(Dataset):
+    """Rows of a Hugging Face dataset whose ``column`` holds audio, decoded on access (first ``max_seconds``)."""
+
+    def __init__(self, table: Any, column: str, rows: list[int], labels: list[int] | None,
+                 max_seconds: float, origin: str) -> None:
+        self.table, self.column, self.rows, self.labels = table, column, rows, labels
+        self.max_seconds, self.origin = max_seconds, origin
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        try:
+            wave = decode_audio_cell(self.table[self.rows[i]][self.column], SAMPLE_RATE, self.max_seconds)
+        except Exception as exc:  # name the row; a silent substitute would hide broken data
+            raise DataError(f"{self.origin} row {self.rows[i]}: audio could not be decoded ({type(exc).__name__}: {exc}).") from exc
+        sample: dict[str, Any] = {"waveform": wave}
+        if self.labels is not None:
+            sample["label"] = self.labels[i]
+        return sample
+
+
+def hf_audio(
+    path: str | None = None,
+    audio_column: str = "audio",
+    label_column: str | None = "label",
+    split: str = "train",
+    test_split: str | None = None,
+    segment_seconds: float = 10.0,
+    eval_seconds: float = 4.0,
+    crop_seconds: float = 4.0,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> DataModule:
+    """A Hugging Face audio dataset on disk (save_to_disk folder, .arrow or .parquet files).
+
+    ``audio_column`` holds an Audio feature (any rate; resampled to 16 kHz mono), bytes of
+    wav/flac files, or ``{"array", "sampling_rate"}``; ``label_column`` (optional) labels clips for
+    the probes. Training reads the first ``segment_seconds`` of each clip, probes the first
+    ``eval_seconds``; a ``test``/``validation`` split, or a stratified ``test_fraction``, is held out.
+    """
+    from ssl_core.hf_data import check_columns, class_labels, holdout, labels_like, open_hf, raw_column
+
+    hf = open_hf(path, split, test_split)
+    check_columns(hf.train, hf.source, audio_column=audio_column)
+    train_t = raw_column(hf.train, audio_column)
+    labels, names = class_labels(hf.train, label_column)
+    extras: dict[str, Any] = {
+        "augmenter_kwargs": {"crop_seconds": crop_seconds},
+        "objective_kwargs": {"target_data": {
+            "dataset": "hf_audio", "path": str(path),
+            "dataset_kwargs": {"audio_column": audio_column, "label_column": label_column, "split": split,
+                               "test_split": test_split, "segment_seconds": segment_seconds,
+                               "eval_seconds": eval_seconds, "crop_seconds": crop_seconds,
+                               "test_fraction": test_fraction, "seed": seed},
+        }},
+    }
+    every = list(range(len(train_t)))
+    if labels is None or len(names or []) < 2:
+        return DataModule(train=HFAudioDataset(train_t, audio_column, every, None, segment_seconds, hf.source),
+                          collate=pad_collate, extras=extras, description=f"{len(train_t)} unlabelled clips from {hf.source}")
+    if hf.test is not None and label_column in hf.test.column_names:
+        test_t = raw_column(hf.test, audio_column)
+        test_labels = labels_like(hf.test, label_column, names, hf.source)  # type: ignore[arg-type]
+        tr, te, test_table = every, list(range(len(test_t))), test_t
+    else:
+        tr, te = holdout(len(train_t), labels, test_fraction, seed)
+        test_labels, test_table = [labels[i] for i in te], train_t
+    train_labels = [labels[i] for i in tr]
+    return DataModule(
+        train=HFAudioDataset(train_t, audio_column, tr, train_labels, segment_seconds, hf.source),
+        eval_train=HFAudioDataset(train_t, audio_column, tr, train_labels, eval_seconds, hf.source),
+        eval_test=HFAudioDataset(test_table, audio_column, te, test_labels, eval_seconds, hf.source),
+        collate=pad_collate, num_classes=len(names or []), class_names=names, extras=extras,
+        description=f"{len(tr)} train / {len(te)} test clips in {len(names or [])} classes from {hf.source}",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_core.files import AUDIO_SUFFIXES, Accepts
+from ssl_core.files import AUDIO_SUFFIXES, HF_DATASET, Accepts
 
 # Factories are import paths ("module:attr"): `ssl list` reads this file without importing torch.
 AUDIO_FOLDER = Accepts(AUDIO_SUFFIXES, files=False, layout="one sub-folder per class gives labels")
@@ -44,9 +44,12 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
 def register_datasets(register):  # type: ignore[no-untyped-def]
     register("spoken_words", "ssl_audio.data:spoken_words", modality="audio", builtin=True,
              summary="Spoken digits by eSpeak NG, 24 voices x 3 rates x 2 pitches (1,440 clips), made offline",
-             reader="audiofolder")
+             reader=("audiofolder", "hf_audio"))
     register("audiofolder", "ssl_audio.data:audio_folder", modality="audio",
              summary="Folder of wav/flac (any rate, mono/stereo); class sub-folders give labels", accepts=AUDIO_FOLDER)
+    register("hf_audio", "ssl_audio.data:hf_audio", modality="audio",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): audio_column, label_column "
+                     "(pip install 'sslkit[hf]')", accepts=HF_DATASET)
 
 
 @hookimpl
@@ -83,3 +86,9 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "eval_kwargs": EVAL_KWARGS,
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    register("torchaudio", "ssl_audio.export:TorchaudioExporter", modality="audio",
+             summary="wav2vec 2.0 / HuBERT as torchaudio.models.wav2vec2_model weights + builder config (strict load)")

@@ -560,3 +560,31 @@ def caption_pairs(
         return webdataset_pairs(path, image_size, test_fraction, seed, cache)
     return csv_pairs(path, image_size, test_fraction, seed, image_column, caption_column, label_column,
                      delimiter, skip_missing, cache)
+
+
+def hf_captions(
+    path: str | None = None, image_column: str = "image", caption_column: str = "caption",
+    label_column: str | None = None, split: str = "train", image_size: int = 32, test_fraction: float = 0.2,
+    seed: int = 0, cache: bool = True,
+) -> DataModule:
+    """Image-caption pairs from a Hugging Face dataset on disk (save_to_disk folder, .arrow or .parquet).
+
+    ``image_column`` holds images (an Image feature, bytes or file paths) and ``caption_column``
+    their captions; ``label_column`` (optional) gives classes for zero-shot and probes. A seeded
+    (stratified, with labels) ``test_fraction`` of ``split`` is held out for retrieval.
+    """
+    from ssl_core.hf_data import CellSource, check_columns, open_hf, raw_column
+
+    hf = open_hf(path, split)
+    check_columns(hf.train, hf.source, image_column=image_column, caption_column=caption_column,
+                  label_column=label_column)
+    table = raw_column(hf.train, image_column)
+    sources = [CellSource(table, image_column, i, hf.source) for i in range(len(table))]
+    captions = [str(c) for c in table[caption_column]]
+    raw_labels = None
+    if label_column is not None:
+        feature = table.features[label_column]
+        names = getattr(feature, "names", None)
+        raw_labels = [names[int(v)] if names else str(v) for v in table[label_column]]
+    full = FilePairDataset(sources, captions, None, image_size, cache)
+    return _file_datamodule(full, raw_labels, test_fraction, seed, hf.source)

@@ -29,6 +29,7 @@ import torch
 
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.errors import DataError
+from ssl_core.exporters import ExportContext, Exporter, write_model_card
 
 WEIGHTS_FILE = "open_clip_pytorch_model.bin"
 CONFIG_FILE = "open_clip_config.json"
@@ -95,3 +96,31 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple
 def exported_preprocess_cfg(path: str | Path) -> dict[str, Any]:
     """The image size, mean and std the exported model expects."""
     return json.loads((_export_dir(path) / CONFIG_FILE).read_text())["preprocess_cfg"]
+
+
+
+class OpenCLIPExporter(Exporter):
+    """``ssl export RUN --format open_clip``: the folder :func:`export_open_clip` writes, plus a model card."""
+
+    name = "open_clip"
+    library = "open_clip"
+
+    def supports(self, encoder: Any) -> str | None:
+        from ssl_clip.encoder import OpenCLIPEncoder
+
+        return None if isinstance(encoder, OpenCLIPEncoder) else "open_clip export holds CLIP encoders only."
+
+    def key_map(self, encoder: Any) -> dict[str, str]:
+        return {k[len("model."):]: k for k in encoder.state_dict() if k.startswith("model.")}
+
+    def constant_keys(self, encoder: Any) -> list[str]:
+        return [k for k in encoder.state_dict() if not k.startswith("model.")]
+
+    def export(self, encoder: Any, out_dir: Path, ctx: ExportContext) -> Path:
+        export_open_clip(encoder, out_dir)
+        write_model_card(out_dir, self, ctx)
+        return out_dir
+
+    def load_snippet(self, out_dir: Path) -> str:
+        return (f'import open_clip\nmodel = open_clip.create_model("local-dir:{out_dir}").eval()\n'
+                f'# images: standardise with preprocess_cfg mean/std from {CONFIG_FILE}')

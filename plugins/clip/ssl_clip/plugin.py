@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_core.files import SHARD_SUFFIXES, TABLE_SUFFIXES, Accepts
+from ssl_core.files import HF_DATASET, SHARD_SUFFIXES, TABLE_SUFFIXES, Accepts
 
 # Factories are import paths ("module:attr"): `ssl list` reads this file without importing torch.
 PAIRS = Accepts(TABLE_SUFFIXES + SHARD_SUFFIXES, patterns=True,
@@ -32,7 +32,7 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
 def register_datasets(register):  # type: ignore[no-untyped-def]
     register("digit_captions", "ssl_clip.data:digit_captions", modality=MODALITY, builtin=True,
              summary="UCI digits (scikit-learn) with captions built from labels + measured stroke/slant",
-             reader=("captions", "captions_wds_stream"))
+             reader=("captions", "captions_wds_stream", "hf_captions"))
     register("captions", "ssl_clip.data:caption_pairs", modality=MODALITY,
              summary="Your pairs: .csv/.tsv (image path, caption) or WebDataset .tar shards, by suffix", accepts=PAIRS)
     register("captions_csv", "ssl_clip.data:csv_pairs", modality=MODALITY,
@@ -42,6 +42,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
     register("captions_wds_stream", "ssl_clip.stream:captions_wds_stream", modality=MODALITY,
              summary="WebDataset pairs streamed from paths, http(s):// or pipe:CMD (needs --steps); "
                      "eval_path: held-out shards in memory", accepts=REMOTE_SHARDS)
+    register("hf_captions", "ssl_clip.data:hf_captions", modality=MODALITY,
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): image_column, caption_column, "
+                     "label_column (pip install 'sslkit[hf]')", accepts=HF_DATASET)
 
 
 @hookimpl
@@ -67,3 +70,9 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": ["clip_zero_shot", "clip_retrieval", "knn", "linear_probe", "health"],
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    register("open_clip", "ssl_clip.export:OpenCLIPExporter", modality=MODALITY,
+             summary="open_clip folder (open_clip.create_model('local-dir:...')); written by every CLIP run too")

@@ -172,3 +172,53 @@ def text_files(
     )
     return _datamodule(store, mode, block_size, max_probe_docs, seed, f"{len(files)} text file(s) from {Path(path)}",
                        probe_tokens)
+
+
+def hf_text(
+    path: str | None = None,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    split: str = "train",
+    mode: str = "mlm",
+    block_size: int = 128,
+    vocab_size: int = 4096,
+    min_frequency: int = 2,
+    tokenizer: str | None = None,
+    heldout_fraction: float = 0.1,
+    max_probe_docs: int = 4000,
+    probe_tokens: int = 64,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    tokenizer_train_chars: int = 200_000_000,
+) -> DataModule:
+    """A Hugging Face text dataset on disk (save_to_disk folder, .arrow or .parquet files).
+
+    Each row of ``split`` is one document, read from ``text_column``; ``label_column`` (a
+    ClassLabel or any values; optional) labels it for the probes. Tokenizer training, held-out
+    documents and packing work as for ``textfiles``.
+    """
+    import hashlib
+    import json
+
+    from ssl_core.hf_data import check_columns, class_labels, open_hf
+
+    _check_mode(mode, block_size)
+    hf = open_hf(path, split)
+    check_columns(hf.train, hf.source, text_column=text_column)
+    labels, names = class_labels(hf.train, label_column)
+    table = hf.train
+
+    def pieces():  # type: ignore[no-untyped-def]
+        for i, text in enumerate(table[text_column]):
+            if text:
+                yield Piece(str(text), None if labels is None else names[labels[i]])  # type: ignore[index]
+
+    settings = {"split": split, "text": text_column, "label": label_column, "fingerprint": table._fingerprint}
+    fingerprint = "hf-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+    store = build_store(
+        pieces, fingerprint, vocab_size=vocab_size, min_frequency=min_frequency, tokenizer=tokenizer,
+        heldout_fraction=heldout_fraction, seed=seed, cache_dir=cache_dir, description=f"Hugging Face text {hf.source}",
+        tokenizer_train_chars=tokenizer_train_chars,
+    )
+    return _datamodule(store, mode, block_size, max_probe_docs, seed, f"{len(table)} documents from {hf.source}",
+                       probe_tokens)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_core.files import TEXT_SUFFIXES, Accepts
+from ssl_core.files import HF_DATASET, TEXT_SUFFIXES, Accepts
 
 # Factories are import paths ("module:attr"): `ssl list` reads this file without importing torch.
 TEXT_FILES = Accepts(TEXT_SUFFIXES + tuple(s + ".gz" for s in TEXT_SUFFIXES),
@@ -37,9 +37,12 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
 def register_datasets(register):  # type: ignore[no-untyped-def]
     register("pydocs", "ssl_text.data:python_docs", modality="text", builtin=True,
              summary="Python's documentation prose (stdlib docstrings + pydoc topics), 9 labelled families",
-             reader="textfiles")
+             reader=("textfiles", "hf_text"))
     register("textfiles", "ssl_text.data:text_files", modality="text",
              summary="Your .txt/.md/.jsonl file or folder (sub-folders or a JSONL field give labels)", accepts=TEXT_FILES)
+    register("hf_text", "ssl_text.data:hf_text", modality="text",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): text_column, label_column "
+                     "(pip install 'sslkit[hf]')", accepts=HF_DATASET)
 
 
 @hookimpl
@@ -70,3 +73,10 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": ["perplexity", *_PROBES], "train": {**_CPU_TRAIN, "steps": 250, "lr": 3e-3},
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    register("transformers", "ssl_text.export:TransformersExporter", modality="text",
+             summary="Causal models (gpt_small) as a transformers GPTNeoXForCausalLM folder + tokenizer "
+                     "(pip install 'sslkit[transformers]')")

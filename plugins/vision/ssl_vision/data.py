@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -167,3 +167,61 @@ def image_folder(
         train=train, eval_train=train, eval_test=pick(te), num_classes=len(classes), class_names=classes,
         description=f"{len(files)} images in {len(classes)} classes from {root}", extras=extras,
     )
+
+
+class HFImageDataset(SkippingImageDataset):
+    """Rows of a Hugging Face dataset whose ``column`` holds images (bytes or paths), decoded on access."""
+
+    def __init__(self, table: Any, column: str, rows: list[int], labels: list[int] | None, image_size: int,
+                 channels: int, origin: str) -> None:
+        super().__init__()
+        self.table, self.column, self.rows, self.labels = table, column, rows, labels
+        self.image_size, self.channels, self.origin = image_size, channels, origin
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _load(self, j: int) -> Tensor:
+        import io
+
+        from ssl_core.hf_data import cell_bytes
+
+        return decode_image(io.BytesIO(cell_bytes(self.table[self.rows[j]][self.column])), self.image_size, self.channels)
+
+    def _where(self, j: int) -> str:
+        return f"{self.origin} row {self.rows[j]}"
+
+
+def hf_images(
+    path: str | None = None, image_column: str = "image", label_column: str | None = "label", split: str = "train",
+    test_split: str | None = None, image_size: int = 32, channels: int = 3, test_fraction: float = 0.2, seed: int = 0,
+) -> DataModule:
+    """A Hugging Face image dataset on disk (save_to_disk folder, .arrow or .parquet files).
+
+    ``image_column`` holds images (an Image feature, bytes or file paths); ``label_column`` (a
+    ClassLabel or any values) gives probe labels. A ``test``/``validation`` split is the probes'
+    held-out side; without one a stratified ``test_fraction`` of ``split`` is held out.
+    """
+    from ssl_core.hf_data import check_columns, class_labels, holdout, labels_like, open_hf, raw_column
+
+    hf = open_hf(path, split, test_split)
+    check_columns(hf.train, hf.source, image_column=image_column)
+    train_t = raw_column(hf.train, image_column)
+    labels, names = class_labels(hf.train, label_column)
+    extras = {"encoder_kwargs": {"in_channels": channels}, "augmenter_kwargs": {"image_size": image_size}}
+    make = lambda t, rows, lab: HFImageDataset(t, image_column, rows, lab, image_size, channels, hf.source)  # noqa: E731
+    if labels is None or len(names or []) < 2:
+        return DataModule(train=make(train_t, list(range(len(train_t))), None), extras=extras,
+                          description=f"{len(train_t)} unlabelled images from {hf.source}")
+    if hf.test is not None and label_column in hf.test.column_names:
+        test_t = raw_column(hf.test, image_column)
+        test_labels = labels_like(hf.test, label_column, names, hf.source)  # type: ignore[arg-type]
+        train = make(train_t, list(range(len(train_t))), labels)
+        test = make(test_t, list(range(len(test_t))), test_labels)
+    else:
+        tr, te = holdout(len(train_t), labels, test_fraction, seed)
+        train = make(train_t, tr, [labels[i] for i in tr])
+        test = make(train_t, te, [labels[i] for i in te])
+    return DataModule(train=train, eval_train=train, eval_test=test, num_classes=len(names or []), class_names=names,
+                      description=f"{len(train)} train / {len(test)} test images in {len(names or [])} classes from {hf.source}",
+                      extras=extras)

@@ -8,7 +8,7 @@ papers' settings (encoders, head sizes, schedules) stay available through the co
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_core.files import IMAGE_SUFFIXES, SHARD_SUFFIXES, Accepts
+from ssl_core.files import HF_DATASET, IMAGE_SUFFIXES, SHARD_SUFFIXES, Accepts
 
 # Factories are import paths ("module:attr"): `ssl list` reads this file without importing torch.
 
@@ -19,7 +19,7 @@ IMAGE_FOLDER = Accepts(IMAGE_SUFFIXES, files=False, layout="one sub-folder per c
 LOCAL_SHARDS = Accepts(SHARD_SUFFIXES, patterns=True, layout="WebDataset members KEY.jpg/png (+ KEY.cls)")
 REMOTE_SHARDS = Accepts(SHARD_SUFFIXES, folders=False, files=False, schemes=("http", "https", "pipe"),
                         layout="streamed; needs --steps")
-READERS = ("imagefolder", "webdataset", "webdataset_stream")
+READERS = ("imagefolder", "webdataset", "webdataset_stream", "hf_images")
 
 
 @hookimpl
@@ -61,6 +61,9 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
     register("webdataset_stream", "ssl_vision.stream:webdataset_stream", modality="vision",
              summary="WebDataset shards streamed from paths, http(s):// or pipe:CMD (needs --steps); "
                      "eval_path: labelled shards held in memory", accepts=REMOTE_SHARDS)
+    register("hf_images", "ssl_vision.data:hf_images", modality="vision",
+             summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): image_column, label_column "
+                     "(pip install 'sslkit[hf]')", accepts=HF_DATASET)
 
 
 @hookimpl
@@ -130,3 +133,11 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "evaluators": EVALUATORS,
         },
     )
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    register("torchvision", "ssl_vision.export:TorchvisionExporter", modality="vision",
+             summary="ResNet-18/34/50 trunk as a torchvision state dict (strict load; stem noted in config.json)")
+    register("timm", "ssl_vision.export:TimmExporter", modality="vision",
+             summary="ResNets as timm ResNet, ViTs as timm VisionTransformer (strict load, same features)")

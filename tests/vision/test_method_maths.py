@@ -1,0 +1,209 @@
+"""Each vision method's loss and update rule against an independent formula, in seconds.
+
+These back the slow learning tests in ``test_methods.py``: a bug in the maths (an EMA that
+copies batch-norm statistics, a decoder that leaves tokens in shuffled order, a loss on the
+visible patches, BYOL pairing a view with itself, DINO pairing a crop with itself or forgetting
+to centre) fails here without training anything. Objectives get fixed views from a stub
+augmenter, so the expected value is computed from the same inputs by a separate route.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl_core.interfaces import Augmenter, StepInfo
+from ssl_vision.byol import BYOL
+from ssl_vision.dino import DINO
+from ssl_vision.ema import make_teacher, ema_update
+from ssl_vision.encoders import ResNetEncoder
+from ssl_vision.mae import MAE, MAEDecoder, patchify, random_masking
+from ssl_vision.vit import ViTEncoder, sincos_pos_embed_2d
+
+
+class FixedViews(Augmenter):
+    """Returns the views stored in the batch under ``views`` (a list), ignoring the generator."""
+
+    def __call__(self, batch, generator):  # type: ignore[no-untyped-def]
+        return list(batch["views"])
+
+
+def _step(i: int = 0, total: int = 10) -> StepInfo:
+    return StepInfo(step=i, total_steps=total, epoch=0, generator=torch.Generator().manual_seed(i))
+
+
+def approx(x: float):  # type: ignore[no-untyped-def]
+    return pytest.approx(x, rel=1e-5, abs=1e-6)
+
+
+def _perturb(module: nn.Module, scale: float, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+# --------------------------------------------------------------------------- EMA teachers
+def test_ema_averages_parameters_and_batchnorm_statistics_and_copies_counters() -> None:
+    """``xi <- tau xi + (1 - tau) theta`` for weights and for BN running mean/var alike (BYOL keeps
+    an EMA of the whole target network); the integer ``num_batches_tracked`` is copied."""
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    teacher = make_teacher(student)
+    student.train()
+    for _ in range(3):  # move the student's running statistics away from the teacher's
+        student(3.0 * torch.randn(32, 4) + 1.0)
+    _perturb(student, 0.5, seed=1)
+    old = {k: v.clone() for k, v in teacher.state_dict().items()}
+    new = {k: v.clone() for k, v in student.state_dict().items()}
+    tau = 0.7
+    ema_update(teacher, student, tau)
+    after = teacher.state_dict()
+    checked = set()
+    for key, value in after.items():
+        if key.endswith("num_batches_tracked"):
+            assert int(value) == int(new[key]) == 3, key
+            continue
+        expected = [tau * a + (1 - tau) * b for a, b in zip(old[key].flatten().tolist(), new[key].flatten().tolist())]
+        torch.testing.assert_close(value.flatten(), torch.tensor(expected), rtol=1e-5, atol=1e-6, msg=key)
+        assert not torch.allclose(value, new[key]), f"{key} was copied, not averaged"
+        checked.add(key)
+    assert {"1.running_mean", "1.running_var", "0.weight", "3.bias"} <= checked
+    assert not any(p.requires_grad for p in teacher.parameters())
+    # the student is untouched
+    assert all(torch.equal(new[k], v) for k, v in student.state_dict().items())
+
+
+# --------------------------------------------------------------------------- BYOL
+def _normalised_mse(p: Tensor, z: Tensor) -> Tensor:
+    """BYOL Eq. 2, written out: mean over the batch of ``|| p/|p| - z/|z| ||^2``."""
+    return ((p / p.norm(dim=1, keepdim=True) - z / z.norm(dim=1, keepdim=True)) ** 2).sum(1).mean()
+
+
+def test_byol_predicts_the_target_projection_of_the_other_view() -> None:
+    torch.manual_seed(0)
+    enc = ResNetEncoder(in_channels=1, widths=(8, 16, 16, 16))
+    obj = BYOL(enc, FixedViews(), proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32)
+    _perturb(obj.target_encoder, 0.05, seed=2)  # a target that has drifted from the online net
+    _perturb(obj.target_projector, 0.05, seed=3)
+    g = torch.Generator().manual_seed(4)
+    v1, v2 = torch.rand(8, 1, 16, 16, generator=g), torch.rand(8, 1, 16, 16, generator=g)
+    loss = obj.training_step({"views": [v1, v2]}, _step())["loss"]
+
+    with torch.no_grad():  # batch-norm in train mode: each view is normalised by its own statistics
+        p1, p2 = (obj.predictor(obj.projector(obj.encoder(v))) for v in (v1, v2))
+        z1, z2 = (obj.target_projector(obj.target_encoder(v)) for v in (v1, v2))
+    cross = _normalised_mse(p1, z2) + _normalised_mse(p2, z1)
+    same = _normalised_mse(p1, z1) + _normalised_mse(p2, z2)
+    assert abs(float(cross) - float(same)) > 1e-2  # the data can tell the two pairings apart
+    assert float(loss.detach()) == approx(float(cross))
+    loss.backward()
+    assert all(p.grad is None for p in obj.target_encoder.parameters())
+
+
+# --------------------------------------------------------------------------- DINO
+def _dino() -> DINO:
+    torch.manual_seed(0)
+    enc = ViTEncoder(embed_dim=32, depth=1, num_heads=2, patch_size=4, in_channels=1)
+    return DINO(enc, FixedViews(), out_dim=48, hidden_dim=32, bottleneck_dim=16, center_momentum=0.9)
+
+
+def _dino_reference(student: list[Tensor], teacher: list[Tensor], center: Tensor, ts: float, tt: float) -> float:
+    """DINO Eq. 3 / Algorithm 1: teacher crops are the 2 global ones, centred and sharpened;
+    every student crop except the teacher's own is matched; mean over pairs and samples."""
+    pairs = []
+    for iq, t in enumerate(teacher):
+        p_t = torch.exp((t - center) / tt)
+        p_t = p_t / p_t.sum(1, keepdim=True)
+        for v, s in enumerate(student):
+            if v == iq:
+                continue
+            log_p_s = s / ts - torch.logsumexp(s / ts, dim=1, keepdim=True)
+            pairs.append(float((-(p_t * log_p_s).sum(1)).mean()))
+    return sum(pairs) / len(pairs)
+
+
+def test_dino_matches_teacher_global_crops_with_the_other_student_crops_and_centres() -> None:
+    obj = _dino()
+    _perturb(obj.teacher_backbone, 0.05, seed=5)
+    _perturb(obj.teacher_head, 0.05, seed=6)
+    g = torch.Generator().manual_seed(7)
+    crops = [torch.rand(4, 1, 16, 16, generator=g) for _ in range(2)] + \
+            [torch.rand(4, 1, 8, 8, generator=g) for _ in range(3)]
+    with torch.no_grad():
+        obj.criterion.center.copy_(0.5 * torch.randn(1, 48, generator=g))
+    c0 = obj.criterion.center.clone()
+    info = _step(800, 1000)  # past the temperature warm-up and the frozen last layer
+    tt = obj.teacher_temperature(info.progress)
+    assert tt == 0.07
+    loss = obj.training_step({"views": crops}, info)["loss"]
+
+    with torch.no_grad():
+        student = [obj.head(obj.encoder(c)) for c in crops]
+        teacher = [obj.teacher_head(obj.teacher_backbone(c)) for c in crops[:2]]
+    expected = _dino_reference(student, teacher, c0, 0.1, tt)
+    assert float(loss.detach()) == approx(expected)
+    # changing any of the ingredients changes the value, so the check above has teeth
+    assert abs(_dino_reference(student, teacher, torch.zeros_like(c0), 0.1, tt) - expected) > 1e-3  # no centring
+    assert abs(_dino_reference(student, teacher, c0, 0.1, 0.1) - expected) > 1e-3  # no sharpening
+    with_self = sum(float((-(F.softmax((t - c0) / tt, 1) * F.log_softmax(s / 0.1, 1)).sum(1)).mean())
+                    for t in teacher for s in student) / (2 * len(student))
+    assert abs(with_self - expected) > 1e-3  # a crop paired with itself
+    # centre EMA (Eq. 4) from this batch's teacher outputs on the global crops
+    torch.testing.assert_close(obj.criterion.center, 0.9 * c0 + 0.1 * torch.cat(teacher).mean(0, keepdim=True))
+
+
+# --------------------------------------------------------------------------- MAE
+def test_mae_decoder_puts_every_token_back_at_its_own_patch_position() -> None:
+    """The reference builds the full sequence by *scattering* the visible tokens to ``ids_keep``
+    and mask tokens everywhere else; the decoder's gather with ``ids_restore`` must agree."""
+    torch.manual_seed(0)
+    dec = MAEDecoder(encoder_dim=8, patch_pixels=5, dim=16, depth=1, num_heads=2).eval()
+    b, gh, gw = 3, 2, 4
+    ids_keep, mask, ids_restore = random_masking(b, gh * gw, 0.5, torch.Generator().manual_seed(1), torch.device("cpu"))
+    latent = torch.randn(b, 1 + ids_keep.shape[1], 8)
+    with torch.no_grad():
+        out = dec(latent, ids_restore, gh, gw)
+        x = dec.embed(latent)
+        full = dec.mask_token.expand(b, gh * gw, 16).clone()
+        for i in range(b):
+            for j, patch in enumerate(ids_keep[i].tolist()):
+                assert mask[i, patch] == 0
+                full[i, patch] = x[i, 1 + j]
+        seq = torch.cat([x[:, :1], full + sincos_pos_embed_2d(gh, gw, 16)], dim=1)
+        ref = dec.pred(dec.norm(dec.blocks(seq)))[:, 1:]
+    assert out.shape == (b, gh * gw, 5)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def _mae() -> MAE:
+    torch.manual_seed(0)
+    enc = ViTEncoder(embed_dim=32, depth=1, num_heads=2, patch_size=4, in_channels=1)
+    return MAE(enc, None, decoder_dim=32, decoder_depth=1, decoder_heads=2)
+
+
+def test_mae_encodes_visible_patches_and_scores_only_the_masked_ones() -> None:
+    mae = _mae()
+    kept: list[Tensor] = []
+    visible = mae.encoder.forward_visible
+    mae.encoder.forward_visible = lambda x, ids: (kept.append(ids.clone()), visible(x, ids))[1]  # type: ignore[method-assign]
+    images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    loss, pred, mask, target = mae.forward_masked(images, torch.Generator().manual_seed(3))
+    pred = pred.detach()
+    (ids_keep,) = kept
+    seen = torch.zeros(4, 16).scatter_(1, ids_keep, 1.0)
+    assert torch.equal(mask, 1 - seen)  # masked = exactly the patches the encoder did not see
+    assert torch.equal(target, patchify(mae.encoder.normalize(images), 4))
+
+    def patch_errors(which: Tensor) -> float:  # normalised-pixel MSE per patch, averaged over `which`
+        errs = []
+        for i, j in which.nonzero().tolist():
+            t = target[i, j]
+            t = (t - t.mean()) / (t.var() + 1e-6).sqrt()
+            errs.append(float(((pred[i, j] - t) ** 2).mean()))
+        return sum(errs) / len(errs)
+
+    assert float(loss.detach()) == approx(patch_errors(mask))
+    assert abs(patch_errors(1 - mask) - patch_errors(mask)) > 1e-3  # the visible-patch loss differs
