@@ -74,8 +74,11 @@ class TrainConfig:
     """CPU threads for torch ops (``None``: torch's default). 1 is often faster on busy shared CPUs."""
     compile: bool = False
     """Wrap the training step in ``torch.compile``."""
-    sync_batchnorm: bool = False
-    """Convert BatchNorm layers to SyncBatchNorm when training on several processes."""
+    sync_batchnorm: bool = True
+    """On several processes, normalise BatchNorm layers with the statistics of the global batch
+    (SyncBatchNorm on CUDA, ``ssl_core.batchnorm.GlobalBatchNorm`` elsewhere), so the result
+    does not depend on the process count. ``false`` keeps per-process statistics (less
+    communication; BYOL/SimCLR/DINO then differ from a one-process run)."""
     find_unused_parameters: bool = False
     """DDP option for objectives whose steps leave some trainable parameters unused."""
     strategy: str = "auto"

@@ -74,8 +74,11 @@ class EpochSampler(Sampler[int]):
     """Shuffles with a permutation that depends only on (seed, epoch), and can start mid-epoch.
 
     The trainer sets :attr:`epoch` and :attr:`start` before each pass, so a resumed run reads
-    exactly the samples an uninterrupted run would have read. With ``world_size > 1`` each rank
-    takes an interleaved shard of the same permutation.
+    exactly the samples an uninterrupted run would have read. With ``world_size > 1`` the
+    permutation is cut into global micro-batches of ``world_size * batch_size`` samples and rank
+    ``r`` takes block ``r`` of each: the ranks together read, micro-batch by micro-batch, exactly
+    the samples one process would, and rank ``r``'s rows start at ``r * batch_size`` of the
+    global micro-batch (which per-sample random draws rely on).
     """
 
     def __init__(self, length: int, seed: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
@@ -86,13 +89,15 @@ class EpochSampler(Sampler[int]):
 
     def batches_per_epoch(self) -> int:
         """Full batches one rank reads per epoch (incomplete final batches are dropped)."""
-        return (self.length // self.world_size) // self.batch_size
+        return self.length // (self.world_size * self.batch_size)
 
     def _indices(self) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(self.length, generator=g).tolist()
-        per_rank = self.length // self.world_size
-        return perm[self.rank: per_rank * self.world_size: self.world_size]
+        block, chunk = self.batch_size, self.batch_size * self.world_size
+        usable = (self.length // chunk) * chunk
+        first = self.rank * block
+        return [i for start in range(0, usable, chunk) for i in perm[start + first: start + first + block]]
 
     def __iter__(self) -> Iterator[int]:
         usable = self.batches_per_epoch() * self.batch_size

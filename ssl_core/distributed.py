@@ -1,5 +1,6 @@
 """torch.distributed helpers: process-group setup from torchrun's environment, rank queries,
-and an all-gather that keeps gradients (for contrastive negatives across ranks)."""
+collectives that keep gradients (contrastive negatives and batch statistics across ranks), and
+means over the global batch."""
 
 from __future__ import annotations
 
@@ -78,6 +79,35 @@ def gather_with_grad(t: Tensor) -> Tensor:
     import torch.distributed.nn.functional as dist_fn
 
     return torch.cat(dist_fn.all_gather(t), dim=0)
+
+
+def all_reduce_with_grad(t: Tensor) -> Tensor:
+    """Sum of ``t`` over ranks, differentiable: the gradient reaching each rank's ``t`` is the sum
+    of every rank's gradient of the result (use for batch statistics inside a loss, e.g.
+    codebook usage averaged over the global batch). ``t`` itself when not distributed."""
+    if not is_distributed():
+        return t
+    import torch.distributed.nn.functional as dist_fn
+
+    return dist_fn.all_reduce(t)
+
+
+def global_mean_share(total: Tensor, count: Tensor) -> Tensor:
+    """This rank's share of a mean over the global batch: ``world_size * total / sum(count)``.
+
+    For losses averaged over a number of items that differs between ranks (masked tokens,
+    masked frames, valid positions). ``total`` is the sum of this rank's per-item losses and
+    ``count`` its number of items (no gradient flows through it). The trainer averages the
+    loss, and DDP the gradients, over ranks, so the run optimises the mean over every rank's
+    items, as one process holding the whole batch would. On one process: ``total / count``.
+    A zero global count gives 0 instead of NaN.
+    """
+    count = count.detach().to(total.dtype)
+    if is_distributed():
+        count = count.clone()
+        dist.all_reduce(count)
+        return total * world_size() / count.clamp_min(1)
+    return total / count.clamp_min(1)
 
 
 def shutdown(settle_s: float = 0.5) -> None:

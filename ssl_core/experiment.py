@@ -113,6 +113,10 @@ class MultiObjective(Objective):
         assert total is not None
         return {"loss": total, **logs}
 
+    def on_before_optimizer_step(self, step: StepInfo) -> None:
+        for t in self.tasks:
+            t.objective.on_before_optimizer_step(step)
+
     def on_after_optimizer_step(self, step: StepInfo) -> None:
         for t in self.tasks:
             t.objective.on_after_optimizer_step(step)

@@ -14,10 +14,13 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from ssl_core.randomness import BatchShard
 
 Batch = dict[str, Any]
 """A batch: a mapping from field name to tensor (or list, e.g. raw captions)."""
@@ -29,8 +32,12 @@ class StepInfo:
 
     ``progress`` runs from 0.0 at the first step to 1.0 at the last, so objectives can compute
     their own schedules (EMA momentum, teacher temperature) without knowing the run length.
-    ``generator`` is seeded from the run seed and the step number, so augmentations drawn from it
-    are identical in a resumed run and an uninterrupted one.
+    ``generator`` is seeded from the run seed and the step number only (the same on every rank),
+    so augmentations drawn from it are identical in a resumed run and an uninterrupted one. Under
+    the Trainer it is a :class:`~ssl_core.randomness.StepGenerator` that knows this process's
+    rows of the global batch (:attr:`shard`); draw per-sample parameters with
+    :func:`ssl_core.randomness.sample_rand` (or :func:`~ssl_core.randomness.sample_keys`) and
+    every sample gets the same views whatever the number of processes.
     """
 
     step: int
@@ -38,6 +45,12 @@ class StepInfo:
     epoch: int
     generator: torch.Generator
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def shard(self) -> "BatchShard | None":
+        """This process's rows of the global micro-batch (offset, size, total), or ``None`` when
+        the generator carries none (a plain ``torch.Generator``: the batch is all there is)."""
+        return getattr(self.generator, "shard", None)
 
     @property
     def progress(self) -> float:
@@ -100,6 +113,12 @@ class Objective(nn.Module, abc.ABC):
     @abc.abstractmethod
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
         """Compute the loss on one batch. Must return ``{"loss": scalar, ...logged scalars}``."""
+
+    def on_before_optimizer_step(self, step: StepInfo) -> None:
+        """Called once per step after the gradients are accumulated and averaged over ranks, and
+        before clipping and the optimiser step (not on a skipped non-finite step). The place to
+        drop gradients of parameters frozen for a while (DINO's last layer: set ``p.grad = None``)
+        while they still take part in the backward, as DDP requires."""
 
     def on_after_optimizer_step(self, step: StepInfo) -> None:
         """Called after every optimiser step (EMA updates, prototype normalisation, ...)."""

@@ -20,7 +20,6 @@ from typing import Any, Callable, Mapping
 import torch
 import yaml
 
-from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
 from ssl_core.config import RunConfig, from_dict, resolve_probe_every, save_yaml
 from ssl_core.errors import ConfigError, DataError
@@ -234,9 +233,15 @@ def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, 
         result = trainer.fit(resume=resume)
         # under FSDP every rank holds a shard: gather the full weights (a collective) for rank 0
         full_state = trainer.full_objective_state() if trainer.fsdp is not None else None
-    finally:
-        if trainer.world_size > 1:
-            D.shutdown()
+    except TrainingInterrupted:
+        trainer.strategy.close()  # every rank stopped at the same step, after the checkpoint
+        raise
+    except BaseException:
+        # no barrier: the other ranks may be waiting in a collective this rank will never join.
+        # This process exits with the error; the launcher then stops the others.
+        trainer.strategy.abandon()
+        raise
+    trainer.strategy.close()
     metrics: dict[str, dict[str, float]] = {}
     if not trainer.is_main:  # rank 0 exports and evaluates
         return RunOutcome(run_dir, result, metrics, objective)

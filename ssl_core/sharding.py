@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-PREFIX = "objective."  # the root wraps the objective as ``.objective`` (see trainer._StepModule)
+PREFIX = "objective."  # the root wraps the objective as ``.objective`` (see strategies.base.StepModule)
 
 
 def _fsdp() -> Any:

@@ -16,7 +16,10 @@ Use it from pytest in your own package::
     def test_vicreg_conforms(contract):
         check_objective_contract("vicreg", contract, overrides=TINY)
 
-or all at once with :func:`check_objective`.
+or all at once with :func:`check_objective`. Encoders, augmenters, datasets and evaluators have
+the same pair (``check_encoder``/``check_encoder_contract`` and so on, contracts listed in
+``ENCODER_CONTRACTS`` etc.). :func:`check_distributed_equivalence` runs the objective on two gloo
+processes and on one, and compares losses, gradients and state.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import io
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
@@ -37,6 +40,9 @@ from ssl_core.errors import SSLKitError
 from ssl_core.interfaces import DataModule, Encoder, Objective, StepInfo
 from ssl_core.registry import Registry, get_registry
 from ssl_core.runner import _accepted, build_data, build_encoder, build_objective, resolve_config
+
+if TYPE_CHECKING:
+    from ssl_core.equivalence import EquivalenceResult
 
 OBJECTIVE_CONTRACTS = (
     "registry-metadata",
@@ -275,6 +281,7 @@ AUGMENTER_CONTRACTS = (
     "augmenter-deterministic",
     "augmenter-leaves-batch",
     "augmenter-generator-device",
+    "augmenter-per-sample",
 )
 DATASET_CONTRACTS = (
     "dataset-batches",
@@ -367,6 +374,7 @@ def check_augmenter_contract(name: str, contract: str, objective: str | None = N
         "augmenter-deterministic": _check_augmenter_deterministic,
         "augmenter-leaves-batch": _check_augmenter_leaves_batch,
         "augmenter-generator-device": _check_augmenter_generator_device,
+        "augmenter-per-sample": _check_augmenter_per_sample,
     }
     _run_check(checks, contract, AUGMENTER_CONTRACTS, h)
 
@@ -551,7 +559,7 @@ class _DrawAudit(torch.overrides.TorchFunctionMode):
                 isinstance(a, torch.Tensor) for a in [*args, *kwargs.values()]))
             if kwargs.get("generator") is None:
                 self.without_generator.append(name)
-            elif factory and ("device" not in kwargs or torch.device(kwargs["device"]) != self.device):
+            elif factory and (kwargs.get("device") is None or torch.device(kwargs["device"]) != self.device):
                 self.without_device.append(name)
         return func(*args, **kwargs)
 
@@ -569,6 +577,63 @@ def _check_augmenter_generator_device(h: ComponentHarness) -> None:
     if audit.without_generator:
         raise h.fail("augmenter-generator-device", f"{sorted(set(audit.without_generator))} drew from the global RNG: "
                      "pass generator=<the generator argument> so views are reproducible and resume exactly")
+
+
+def _rows(value: Any, offset: int, size: int, total: int) -> Any:
+    """Rows ``offset:offset+size`` of each sample-major part of ``value`` (a batch or views).
+
+    A tensor whose first dimension is ``k * total`` is read as ``k`` copies of the batch
+    (``x.repeat(k, ...)``, multi-crop) and keeps those rows of each copy; a list of ``total``
+    plain values (captions) is sliced; containers of tensors are walked; anything else is kept.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0 or value.shape[0] % total:
+            return value
+        k = value.shape[0] // total
+        return value.reshape(k, total, *value.shape[1:])[:, offset:offset + size].reshape(k * size, *value.shape[1:])
+    if isinstance(value, Mapping):
+        return {key: _rows(v, offset, size, total) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) == total and not any(isinstance(v, (torch.Tensor, Mapping, list, tuple)) for v in value):
+            return type(value)(value[offset:offset + size])
+        return type(value)(_rows(v, offset, size, total) for v in value)
+    return value
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Like :func:`_same`, but floating-point tensors may differ by rounding (a smaller batch can
+    take another kernel path)."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.is_floating_point():
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    return _same(a, b)
+
+
+def _check_augmenter_per_sample(h: ComponentHarness) -> None:
+    """The views of a sample must not depend on which process holds it: augment the whole batch
+    on one process, then each half as one of two processes would (a StepGenerator that knows its
+    rows), and compare each half's views with those rows of the whole batch's."""
+    from ssl_core.randomness import BatchShard, StepGenerator
+
+    aug, batch, total = h.augmenter(), h.batch(), h.batch_size
+    if total < 2:
+        raise h.fail("augmenter-per-sample", "needs a batch of at least 2 samples (batch_size overrides)")
+
+    def views(offset: int, size: int) -> Any:
+        generator = StepGenerator("cpu", BatchShard(offset, size, total))
+        generator.manual_seed(11)
+        return aug(_rows(batch, offset, size, total), generator)
+
+    whole, half = views(0, total), total // 2
+    for offset, size in ((0, half), (half, total - half)):
+        if not _close(views(offset, size), _rows(whole, offset, size, total)):
+            raise h.fail("augmenter-per-sample", f"samples {offset}..{offset + size - 1} got other views when a second "
+                         "process held them than on one process: under DDP each rank would repeat rank 0's draws. "
+                         "Draw with ssl_core.randomness.sample_rand/sample_randn (per-sample values) or sample_keys + "
+                         "keyed_uniform (a data-dependent count per sample)")
 
 
 # ------------------------------------------------------------------------------------ dataset checks
@@ -804,3 +869,35 @@ def _check_evaluator_labels(h: EvaluatorHarness) -> None:
     if evaluator.needs_labels:
         raise h.fail("evaluator-needs-labels", "needs_labels is True but it ran on samples without labels; set "
                      "needs_labels = False so it also runs on unlabelled data")
+
+
+# ------------------------------------------------------------------------ distributed equivalence
+DISTRIBUTED_CONTRACT = "distributed-equivalence"
+"""Checked by :func:`check_distributed_equivalence` (it starts processes, so it is not in
+``OBJECTIVE_CONTRACTS``)."""
+
+
+def check_distributed_equivalence(
+    name: str, overrides: Mapping[str, Any] | None = None, batch_size: int = 8, nproc: int = 2,
+    steps: int = 2, trainer_steps: int = 3, timeout_s: float = 1200.0,
+) -> "EquivalenceResult":
+    """Verify that objective ``name`` on ``nproc`` gloo processes at global batch ``batch_size``
+    takes the same steps as on one process at that batch (see :mod:`ssl_core.equivalence`).
+
+    Compared: each step's loss (``LOSS_RTOL``), every gradient (``GRAD_RTOL``), the final state
+    dict including buffers (``STATE_RTOL``), and the first loss of a short Trainer run with the
+    recipe's own settings (which must also finish under DDP). It fails when a loss uses only the
+    local batch (negatives, centres, variances, token means), when augmentations are drawn per
+    rank instead of per sample, or when DDP cannot run the objective. Draws from the global RNG
+    inside the network (dropout) differ between ranks by design: pass overrides that set dropout
+    to 0. Runs on CPU; the objective must be registered through an installed plugin, since the
+    check starts fresh processes. Returns the measurements.
+    """
+    from ssl_core.equivalence import EquivalenceCase, run_equivalence
+
+    case = EquivalenceCase(name, dict(overrides or {}), batch_size, steps, trainer_steps=trainer_steps)
+    result = run_equivalence([case], nproc=nproc, timeout_s=timeout_s)[0]
+    problems = result.problems()
+    if problems:
+        raise ContractError(f"contract '{DISTRIBUTED_CONTRACT}' failed for objective '{name}': " + "; ".join(problems))
+    return result

@@ -2,20 +2,25 @@
 
 Event order of one optimiser step (the contract objectives and callbacks can rely on)::
 
-    seed the step's generator and the global RNG from (seed, step)
+    seed the step's generator from (seed, step) and the global RNG from (seed, step, rank)
     set LR and weight decay from their warm-up + cosine schedules
     for each of grad_accum micro-batches:
         move batch to device
         with autocast(precision):  out = objective.training_step(batch, step_info)
-        backward(out["loss"] / grad_accum)
+        backward(out["loss"] / grad_accum)          # gradients averaged over ranks on the last one
+    agree over ranks on the mean loss and on a stop request
     if the loss is not finite: apply nan_policy (skip the update, or stop)
-    else: unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
+    else: objective.on_before_optimizer_step(step_info)     # drop grads of frozen-for-now layers
+          unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
           objective.on_after_optimizer_step(step_info)      # EMA / momentum teachers
     every log_every steps: send a metrics record to the loggers (metrics.jsonl, ...); every health_every: embedding health
     every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint
 
 Because data order depends only on (seed, epoch) and every random draw inside a step depends
 only on (seed, step), a run resumed from a checkpoint repeats the uninterrupted run exactly.
+The step's generator is the same on every rank and knows which rows of the global batch this
+process holds (:class:`~ssl_core.randomness.StepGenerator`), so per-sample augmentations are
+those a one-process run draws. Draws from the global RNG (dropout) stay different per rank.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import contextlib
 import math
 import signal
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -32,10 +36,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from ssl_core import distributed as D
 from ssl_core.checkpoint import atomic_torch_save, load_checkpoint
 from ssl_core.config import TrainConfig
-from ssl_core import sharding
 from ssl_core.data import POSITION_KEY, WORKER_KEY, EpochSampler, ResumableStream, default_collate, move_to_device
 from ssl_core.errors import ConfigError, DataError, NonFiniteLossError
 from ssl_core.evaluators.health import HealthEvaluator
@@ -44,6 +46,8 @@ from ssl_core.interfaces import DataModule, Objective, StepInfo
 from ssl_core.loggers import Logger, LoggerGroup
 from ssl_core.loggers.jsonl import JSONLLogger
 from ssl_core.optim import apply_schedules, build_optimizer
+from ssl_core.randomness import BatchShard, StepGenerator
+from ssl_core.strategies import Strategy, make_strategy
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -76,19 +80,9 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
-    """The seed of one step's random draws on one rank."""
+    """The seed of one step's random draws: ``rank=0`` for the step's generator (shared by all
+    ranks), the process's rank for the global RNG (dropout differs between ranks)."""
     return (seed * 1_000_003 + step * 7_919 + rank * 104_729 + 17) % (2**62)
-
-
-class _StepModule(torch.nn.Module):
-    """Exposes ``objective.training_step`` as ``forward`` so DDP or FSDP can wrap it."""
-
-    def __init__(self, objective: Objective) -> None:
-        super().__init__()
-        self.objective = objective
-
-    def forward(self, batch: dict[str, Any], info: StepInfo) -> dict[str, torch.Tensor]:
-        return self.objective.training_step(batch, info)
 
 
 @dataclass
@@ -148,9 +142,12 @@ class Trainer:
     """Trains one :class:`~ssl_core.interfaces.Objective` on a :class:`DataModule`.
 
     ``run_dir`` receives ``metrics.jsonl`` and ``checkpoints/last.pt``; with ``run_dir=None``
-    nothing is written (handy in notebooks and tests). ``loggers`` replaces the default
-    ``metrics.jsonl`` writer with the given :class:`~ssl_core.loggers.Logger` objects (the caller
-    closes them).
+    nothing is written (handy in notebooks and tests). How the objective is spread over
+    processes (one process, DDP, FSDP) is the :attr:`strategy`'s business
+    (:mod:`ssl_core.strategies`); the loop is the same for all of them. By default the strategy
+    follows torchrun's environment and ``config.strategy``; pass one to choose it yourself.
+    ``loggers`` replaces the default ``metrics.jsonl`` writer with the given
+    :class:`~ssl_core.loggers.Logger` objects (the caller closes them).
     """
 
     def __init__(
@@ -161,6 +158,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
         loggers: list[Logger] | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
         self.objective = objective
         self.data = data
@@ -169,12 +167,11 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        self.device = resolve_device(config.device)
-        dist_device = D.init_from_env(self.device.type)  # launched by torchrun with WORLD_SIZE > 1
-        if dist_device is not None:
-            self.device = dist_device
-        self.rank, self.world_size = D.rank(), D.world_size()
-        self.is_main = self.rank == 0
+        # joins the process group when launched by torchrun with WORLD_SIZE > 1
+        self.strategy: Strategy = strategy or make_strategy(config, resolve_device(config.device))
+        self.device = self.strategy.device
+        self.rank, self.world_size = self.strategy.rank, self.strategy.world_size
+        self.is_main = self.strategy.is_main
         # None: metrics.jsonl in run_dir, opened and closed by fit(); a list (the runner's, built
         # from --logger) stays open after fit() for the evaluation results. Only rank 0 logs.
         self.loggers = loggers
@@ -210,41 +207,28 @@ class Trainer:
                     f"({n} samples). Use --batch-size {max(1, n // 2)} or less, or add data."
                 )
         self.total_steps = config.steps if config.steps is not None else config.epochs * self.steps_per_epoch  # type: ignore[operator]
-        if config.sync_batchnorm and self.world_size > 1:
-            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
-        self.objective.to(self.device)
-        self.fsdp: torch.nn.Module | None = None
-        self.replicated: list[torch.nn.Parameter] = []  # parameters FSDP cannot shard (0-dim)
-        if self.world_size > 1 and config.strategy == "fsdp":
-            # sharding swaps parameters for DTensors, so it comes before the optimiser is built
-            self.fsdp = _StepModule(objective)
-            self.replicated = sharding.shard_step_module(self.fsdp, config.fsdp_min_params)
-            # in-loop health (on by default) and probes are skipped: the encoder's weights are
-            # sharded; the evaluation after training runs on the gathered weights
-            if config.probe_every and self.is_main:
-                warnings.warn("train.probe_every is not run during FSDP training (the encoder's weights are "
-                              "sharded); the evaluation after training runs on the gathered weights.")
+        # moves, wraps or shards the objective: sharding swaps parameters, so before the optimiser
+        self.strategy.setup(objective)
         self.optimizer = build_optimizer(self.objective.param_groups(config.weight_decay), config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
-        self.step_fn: Callable[..., dict[str, torch.Tensor]] = objective.training_step
-        if self.fsdp is not None:
-            self.step_fn = self.fsdp
-        elif self.world_size > 1:
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                _StepModule(objective),
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=config.find_unused_parameters,
-            )
-            self.step_fn = self.ddp
+        assert self.strategy.step_fn is not None
+        self.step_fn: Callable[..., dict[str, torch.Tensor]] = self.strategy.step_fn
         if config.compile:
             self.step_fn = torch.compile(self.step_fn)  # type: ignore[assignment]
-        self.generator = torch.Generator(device=self.device)
+        # this process's rows of each global micro-batch (the sampler deals contiguous blocks)
+        shard = BatchShard(offset=self.rank * self.micro_batch, size=self.micro_batch,
+                           total=self.world_size * self.micro_batch)
+        self.generator = StepGenerator(self.device, shard)
         self.step = 0
         self.skipped_steps = 0
         self._bad_in_a_row = 0
         self._health = HealthEvaluator(max_samples=256)
         self._probe = KNNEvaluator()
+
+    @property
+    def fsdp(self) -> torch.nn.Module | None:
+        """The FSDP root module when the strategy shards parameters, else ``None``."""
+        return self.strategy.sharded_module
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -260,18 +244,17 @@ class Trainer:
             return
         # collectives first, on every rank: FSDP gathers full tensors, streams gather positions
         model_state = self.full_objective_state()
-        optim_state = (sharding.full_optimizer_state(self.fsdp, self.optimizer) if self.fsdp is not None
-                       else self.optimizer.state_dict())
+        optim_state = self.strategy.optimizer_state(self.optimizer)
         stream_state = self._gather_stream_state() if self.stream is not None else None
         if not self.is_main:
-            D.barrier()
+            self.strategy.barrier()
             return
         state = {
             "step": self.step,
             "total_steps": self.total_steps,
             "objective": model_state,
             "optimizer": optim_state,
-            "optimizer_format": self._optimizer_format(),
+            "optimizer_format": self.strategy.optimizer_format,
             "scaler": self.scaler.state_dict(),
             "skipped_steps": self.skipped_steps,
             "torch_version": torch.__version__,
@@ -279,36 +262,26 @@ class Trainer:
             "stream": stream_state,
         }
         atomic_torch_save(state, self.checkpoint_path)
-        D.barrier()
+        self.strategy.barrier()
 
     def _gather_stream_state(self) -> dict[str, Any]:
         """Every rank's stream worker positions (collective when distributed)."""
         mine = {"positions": dict(self.stream_positions), "next_worker": self.stream_next_worker}
-        if self.world_size > 1:
-            every: list[Any] = [None] * self.world_size
-            torch.distributed.all_gather_object(every, mine)
-        else:
-            every = [mine]
+        every = self.strategy.gather_objects(mine)
         return {"epoch": self.stream_epoch, "ranks": every, "num_workers": self.cfg.num_workers}
-
-    def _optimizer_format(self) -> str:
-        """How checkpoints store the optimiser: FSDP keys its state by parameter name."""
-        return "by_name" if self.fsdp is not None else "torch"
 
     def full_objective_state(self) -> dict[str, torch.Tensor]:
         """The objective's full state dict: gathered from the shards under FSDP (a collective every
         rank must call; only rank 0 receives the tensors), else the objective's own."""
-        if self.fsdp is not None:
-            return sharding.full_model_state(self.fsdp)
-        return self.objective.state_dict()
+        return self.strategy.model_state(self.objective)
 
     def load_checkpoint(self, path: str | Path | None = None) -> int:
         """Restore objective, optimiser and step from a checkpoint; return the step reached."""
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None or not path.exists():
             raise DataError(f"No checkpoint to resume from at {path}. Start without --resume.")
-        state = load_checkpoint(path, map_location="cpu" if self.fsdp is not None else self.device)
-        saved_format, wanted = state.get("optimizer_format", "torch"), self._optimizer_format()
+        state = load_checkpoint(path, map_location=self.strategy.checkpoint_map_location)
+        saved_format, wanted = state.get("optimizer_format", "torch"), self.strategy.optimizer_format
         if saved_format != wanted:
             kind = {"by_name": "FSDP", "torch": "single-process or DDP"}
             raise ConfigError(
@@ -316,11 +289,7 @@ class Trainer:
                 f"(the optimiser state is stored differently). Resume with the same train.strategy, or start a "
                 f"new run from its weights (ssl eval / export)."
             )
-        if self.fsdp is not None:
-            sharding.load_full_state(self.fsdp, self.optimizer, state["objective"], state["optimizer"])
-        else:
-            self.objective.load_state_dict(state["objective"])
-            self.optimizer.load_state_dict(state["optimizer"])
+        self.strategy.load_state(self.objective, self.optimizer, state["objective"], state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         if self.stream is not None:
             self._restore_stream_state(state.get("stream"), path)
@@ -380,11 +349,8 @@ class Trainer:
                         micro.append(next(it))
                 except StopIteration:
                     pass
-                dry = len(micro) < accum
-                if self.world_size > 1:  # ranks' shards differ in length: all move on together
-                    flag = torch.tensor(float(dry), device=self.device)
-                    torch.distributed.all_reduce(flag)
-                    dry = bool(flag.item() > 0)
+                # ranks' shards differ in length: all move on together
+                dry = self.strategy.any_rank(len(micro) < accum)
                 if dry:
                     if steps_this_epoch == 0 and not self.stream_positions:
                         raise DataError(
@@ -455,27 +421,19 @@ class Trainer:
                     self.step += 1
                     bar.update(1)
                     done = self.step == self.total_steps
-                    probe_due = bool(self.cfg.probe_every and self.step % self.cfg.probe_every == 0)
-                    health_due = bool(self.cfg.health_every and self.step % self.cfg.health_every == 0)
-                    if (self.step % self.cfg.log_every == 0 or done or self.step == start_step + 1
-                            or stop_everywhere or probe_due or health_due):
+                    if self._log_due(start_step, done, stop_everywhere):
                         now = time.perf_counter()
                         record = {"step": self.step, "epoch": epoch, "loss": loss, **logs,
                                   "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
-                                  "time_s": now - t_start}
-                        if self.cfg.health_every and self.is_main and self.fsdp is None and (health_due or done):
-                            record.update({f"health/{k}": v for k, v in self._health.evaluate(self.objective.encoder, self.data).items()})
-                        if (self.cfg.probe_every and self.is_main and self.fsdp is None
-                                and self.data.eval_train is not None and (probe_due or done)):
-                            record.update({f"probe/{k}": v for k, v in self._probe.evaluate(self.objective.encoder, self.data).items()})
+                                  "time_s": now - t_start, **self._in_loop_evaluation(done)}
+                        # the one place a metrics record leaves the loop
                         metrics.log_metrics(record)
                         history.append(record)
                         for cb in self.callbacks:
                             cb(record)
                         bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
                         t_log, samples_since_log = now, 0
-                    checkpoint_due = bool(self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0)
-                    if checkpoint_due or done or stop_everywhere:
+                    if self._due(self.cfg.checkpoint_every) or done or stop_everywhere:
                         self.save_checkpoint()
                     if stop_everywhere:
                         raise TrainingInterrupted(
@@ -494,24 +452,42 @@ class Trainer:
             skipped_steps=self.skipped_steps,
         )
 
+    def _due(self, every: int) -> bool:
+        return bool(every and self.step % every == 0)
+
+    def _log_due(self, start_step: int, done: bool, stopping: bool) -> bool:
+        """Log every ``log_every`` steps, the first and last step, on a stop, and with any evaluation."""
+        cfg = self.cfg
+        return (self._due(cfg.log_every) or done or self.step == start_step + 1 or stopping
+                or self._due(cfg.probe_every) or self._due(cfg.health_every))
+
+    def _in_loop_evaluation(self, done: bool) -> dict[str, float]:
+        """Embedding health and kNN probe results when due (rank 0; not when weights are sharded)."""
+        cfg, out = self.cfg, {}
+        if not (self.is_main and self.strategy.evaluates_in_loop):
+            return out
+        encoder = self.objective.encoder
+        if cfg.health_every and (self._due(cfg.health_every) or done):
+            out.update({f"health/{k}": v for k, v in self._health.evaluate(encoder, self.data).items()})
+        if cfg.probe_every and self.data.eval_train is not None and (self._due(cfg.probe_every) or done):
+            out.update({f"probe/{k}": v for k, v in self._probe.evaluate(encoder, self.data).items()})
+        return out
+
     def _train_step(
         self, micro: list[dict[str, Any]], info: StepInfo, stop_requested: bool = False
     ) -> tuple[float, dict[str, float], bool]:
         """One optimiser step; returns (global mean loss, logged scalars, stop on every rank)."""
         cfg = self.cfg
-        seed = step_seed(cfg.seed, info.step, self.rank)
-        self.generator.manual_seed(seed)
-        torch.manual_seed(seed)  # dropout and other global draws repeat exactly on resume
+        self.generator.manual_seed(step_seed(cfg.seed, info.step))  # the same on every rank
+        # dropout and other global draws repeat exactly on resume, and differ between ranks
+        torch.manual_seed(step_seed(cfg.seed, info.step, self.rank))
         lr, wd = apply_schedules(self.optimizer, cfg, info.step, self.total_steps)
         total_loss = torch.zeros((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             batch = move_to_device(batch, self.device, non_blocking=True)
             # gradients are all-reduced once per step, on the last micro-batch
-            sync = i == len(micro) - 1
-            if self.fsdp is not None:
-                sharding.set_gradient_sync(self.fsdp, sync)
-            with (contextlib.nullcontext() if sync or self.ddp is None else self.ddp.no_sync()):
+            with self.strategy.gradient_sync(i == len(micro) - 1):
                 with self._autocast():
                     out = self.step_fn(batch, info)
                 loss = out["loss"] / cfg.grad_accum
@@ -520,16 +496,9 @@ class Trainer:
             for k, v in out.items():
                 if k != "loss" and isinstance(v, torch.Tensor) and v.numel() == 1:
                     logs[k] = logs.get(k, 0) + v.detach().float() / cfg.grad_accum
-        if self.fsdp is not None:
-            sharding.reshard_all(self.fsdp)  # frozen teachers stay gathered otherwise
-            sharding.average_replicated_grads(self.replicated)
-        stop = stop_requested
-        if self.world_size > 1:
-            # every rank must agree on skipping a non-finite step and on stopping
-            flags = torch.stack([total_loss, torch.tensor(float(stop_requested), device=self.device)])
-            torch.distributed.all_reduce(flags)
-            total_loss, stop = flags[0] / self.world_size, bool(flags[1].item() > 0)
-        loss_value = total_loss.item()
+        self.strategy.after_backward()
+        # every rank must agree on skipping a non-finite step and on stopping
+        loss_value, stop = self.strategy.agree(total_loss, stop_requested)
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
@@ -542,6 +511,7 @@ class Trainer:
                 )
             return loss_value, {"lr": lr, "weight_decay": wd, "skipped": 1.0}, stop
         self._bad_in_a_row = 0
+        self.objective.on_before_optimizer_step(info)
         if cfg.clip_grad:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.objective.parameters(), cfg.clip_grad)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -70,10 +69,9 @@ def run(
         argv = _strip_option(sys.argv[1:], "--nproc-per-node")
         if out is None:
             argv += ["--out", str(default_run_dir(cfg))]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc_per_node}", "-m", "ssl_core.cli", *argv]
-        typer.echo("Launching: " + " ".join(cmd), err=True)
-        raise typer.Exit(subprocess.call(cmd))
+        from ssl_core.launch import launch  # forwards SIGTERM/SIGINT, reports the failed rank
+
+        raise typer.Exit(launch(nproc_per_node, argv))
 
     overrides: dict[str, Any] = dict(parse_override(s) for s in set_)
     flat = {

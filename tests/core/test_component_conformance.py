@@ -15,6 +15,7 @@ from ssl_core import hookimpl
 from ssl_core.data import TensorDictDataset
 from ssl_core.errors import DataError
 from ssl_core.interfaces import DataModule, Evaluator
+from ssl_core.randomness import sample_rand
 from ssl_core.registry import Registry
 from ssl_core.testing import (
     AUGMENTER_CONTRACTS, DATASET_CONTRACTS, ENCODER_CONTRACTS, EVALUATOR_CONTRACTS, ComponentHarness, ContractError,
@@ -169,6 +170,23 @@ class DrawsWithoutDevice(NoiseViews):
         return x + torch.randn(x.shape, generator=generator), x + torch.randn(x.shape, generator=generator)
 
 
+class PerRankDraws(NoiseViews):
+    """Draws for the local batch: under DDP every rank's first sample would get the same noise."""
+
+    def __call__(self, batch, generator):  # type: ignore[no-untyped-def]
+        x = batch["x"].float()
+        return (x + torch.randn(x.shape, generator=generator, device=x.device),
+                x + torch.randn(x.shape, generator=generator, device=x.device))
+
+
+class PerSampleWithoutDevice(NoiseViews):
+    """Per-sample helper, but no device: sample_rand's torch.rand would raise on a GPU."""
+
+    def __call__(self, batch, generator):  # type: ignore[no-untyped-def]
+        x = batch["x"].float()
+        return x + sample_rand(generator, x.shape), x + sample_rand(generator, x.shape)
+
+
 class GlobalRNG(NoiseViews):
     def __call__(self, batch, generator):  # type: ignore[no-untyped-def]
         x = batch["x"].float()
@@ -190,7 +208,10 @@ class InPlace(NoiseViews):
 
 @pytest.mark.parametrize("cls,contract,detail", [
     (DrawsWithoutDevice, "augmenter-generator-device", r"\['torch.randn'\] drew from the generator without device="),
+    (PerSampleWithoutDevice, "augmenter-generator-device", r"\['torch.rand'\] drew from the generator without device="),
+    (PerRankDraws, "augmenter-per-sample", "samples 0..3 got other views when a second process held them"),
     (GlobalRNG, "augmenter-generator-device", r"\['torch.randn_like'\] drew from the global RNG"),
+    (GlobalRNG, "augmenter-per-sample", "got other views when a second process held them"),
     (GlobalRNG, "augmenter-deterministic", "the same generator seed gave different views"),
     (PythonRandom, "augmenter-deterministic", "the same generator seed gave different views"),
     (InPlace, "augmenter-leaves-batch", "changed the batch it was given in place"),
@@ -204,6 +225,7 @@ def test_broken_augmenter_fails_the_named_contract(cls: type, contract: str, det
 
 def test_correct_device_handling_passes_the_device_check() -> None:
     check_augmenter_contract("toy_noise", "augmenter-generator-device")  # draws with device=x.device
+    check_augmenter_contract("toy_noise", "augmenter-per-sample")  # through sample_randn
 
 
 def _unseen_test_class(path: str | None = None) -> DataModule:

@@ -102,6 +102,18 @@ def test_trainer_moves_teacher_and_keeps_it_frozen() -> None:
     assert all(torch.isfinite(p).all() for p in obj.teacher_head.parameters())
 
 
+def test_dino_last_layer_stays_frozen_under_the_trainer() -> None:
+    obj = _dino()
+    obj.freeze_last_layer_fraction = 1.01  # frozen for the whole (short) run
+    last0 = obj.head.last_layer.weight.detach().clone()
+    mlp0 = obj.head.mlp[0].weight.detach().clone()
+    cfg = TrainConfig(steps=3, batch_size=8, lr=1e-3, weight_decay=0.04, device="cpu", progress=False,
+                      health_every=0, log_every=1)
+    Trainer(obj, _tiny_data(), cfg).fit()
+    assert torch.equal(obj.head.last_layer.weight, last0)  # no update and no weight decay
+    assert not torch.equal(obj.head.mlp[0].weight, mlp0)
+
+
 def test_dino_schedules() -> None:
     obj = _dino()
     assert obj.teacher_temperature(0.0) == pytest.approx(0.04)
@@ -109,9 +121,13 @@ def test_dino_schedules() -> None:
     assert obj.teacher_temperature(0.3) == obj.teacher_temperature(0.9) == pytest.approx(0.07)
     out = obj.training_step(_batch(), _step(0, 1000))
     out["loss"].backward()
-    assert obj.head.last_layer.weight.grad is None  # frozen at the start of training
+    # the frozen last layer still takes part in the backward (DDP needs every parameter used)...
+    assert obj.head.last_layer.weight.grad is not None
+    obj.on_before_optimizer_step(_step(0, 1000))
+    assert obj.head.last_layer.weight.grad is None  # ...and its gradient is dropped before the step
     obj.zero_grad()
     obj.training_step(_batch(), _step(500, 1000))["loss"].backward()
+    obj.on_before_optimizer_step(_step(500, 1000))
     assert obj.head.last_layer.weight.grad is not None
 
 

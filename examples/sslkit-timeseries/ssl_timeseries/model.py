@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ssl_core import Augmenter, Encoder, Objective, StepInfo
 from ssl_core.distributed import gather_with_grad
+from ssl_core.randomness import sample_randn
 
 MODALITY = "timeseries"
 
@@ -40,9 +41,10 @@ class JitterScaleViews(Augmenter):
         x = batch["series"].float()
 
         def view() -> Tensor:
-            # draw from the generator, on the batch's device (the generator lives on the training device)
-            s = 1 + self.scale * torch.randn(x.shape[0], 1, 1, generator=generator, device=x.device)
-            return x * s + self.sigma * torch.randn(x.shape, generator=generator, device=x.device)
+            # per-sample draws (the same on any number of processes), on the batch's device
+            # (the generator lives on the training device)
+            s = 1 + self.scale * sample_randn(generator, (x.shape[0], 1, 1), x.device)
+            return x * s + self.sigma * sample_randn(generator, x.shape, x.device)
 
         return view(), view()
 

@@ -12,6 +12,10 @@ Two views go through the encoder and an MLP expander. The loss is
 
 Defaults follow the paper (lambda = mu = 25, nu = 1, gamma = 1, eps = 1e-4); the expander is
 narrower than the paper's 8192 units so CPU runs stay fast.
+
+Variance and covariance are statistics of the batch: under torch.distributed the embeddings of
+every rank are gathered with gradients (``ssl_core.distributed.gather_with_grad``) and the loss
+is computed on the global batch, as the paper's implementation does.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_core import Augmenter, Encoder, Objective, StepInfo
+from ssl_core.distributed import gather_with_grad
 
 
 def vicreg_loss(z1: Tensor, z2: Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
@@ -65,4 +70,6 @@ class VICReg(Objective):
         v1, v2 = self.augmenter(batch, step.generator)
         z = self.expander(self.encoder(torch.cat([v1, v2])))
         z1, z2 = z.float().chunk(2)
-        return vicreg_loss(z1, z2, **self.weights)
+        # every rank computes the loss of the global batch; the gather's backward sums each
+        # rank's gradient into the rank that owns the rows, and DDP averages over ranks
+        return vicreg_loss(gather_with_grad(z1), gather_with_grad(z2), **self.weights)

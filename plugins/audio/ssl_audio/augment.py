@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ssl_core.interfaces import Augmenter, Batch
+from ssl_core.randomness import sample_rand
 from ssl_audio.data import SAMPLE_RATE
 
 
@@ -24,7 +25,7 @@ def random_crop(waveform: Tensor, lengths: Tensor, crop: int, generator: torch.G
     b, max_len = waveform.shape
     width = min(max_len, crop)
     room = (lengths - crop).clamp_min(0)
-    u = torch.rand(b, generator=generator, device=waveform.device)
+    u = sample_rand(generator, (b,), waveform.device)  # per utterance, any process count
     offset = torch.floor(u * (room + 1).to(u.dtype)).long().clamp(max=room)
     new_len = lengths.clamp(max=crop)
     pos = torch.arange(width, device=waveform.device)[None, :]

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_core import distributed as D
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.interfaces import Augmenter, Batch, Objective, StepInfo
 from ssl_audio.data import SAMPLE_RATE, pad_collate, padding_mask
@@ -261,21 +262,24 @@ class HuBERT(Objective):
         t = feats.shape[1]
         valid = ~padding_mask(frames, t)
         labels = self.targets(wave, lengths, t)
-        feature_pen = feats.float().pow(2)[valid].mean()
+        # losses are means over every rank's frames: ranks mask different numbers of frames
+        valid_feats = feats.float().pow(2)[valid]
+        feature_pen = D.global_mean_share(valid_feats.sum(), torch.tensor(valid_feats.numel(), device=feats.device))
         feats = scale_grad(feats, self.feature_grad_mult)
         _, x = enc.project(feats)
         mask = span_mask(frames, t, self.mask_prob, self.mask_length, self.min_masks, step.generator)
         x = torch.where(mask[..., None], self.mask_embedding.to(x.dtype), x)
         context = enc.contextualize(x, frames)
         logits_m = self.logits(context[mask])
-        loss_m = F.cross_entropy(logits_m, labels[mask])
+        loss_m = D.global_mean_share(F.cross_entropy(logits_m, labels[mask], reduction="sum"), mask.sum())
         loss = loss_m + self.feature_penalty_weight * feature_pen
         out = {"loss_masked": loss_m.detach(), "feature_pen": feature_pen.detach(),
                "acc_masked": (logits_m.argmax(1) == labels[mask]).float().mean(),
                "mask_frac": mask.sum() / valid.sum().clamp_min(1)}
         unmasked = valid & ~mask
-        if self.unmasked_weight > 0 and bool(unmasked.any()):
-            loss_u = F.cross_entropy(self.logits(context[unmasked]), labels[unmasked])
+        if self.unmasked_weight > 0:  # every rank takes this branch (collective inside), even with no frames
+            loss_u = D.global_mean_share(
+                F.cross_entropy(self.logits(context[unmasked]), labels[unmasked], reduction="sum"), unmasked.sum())
             loss = loss + self.unmasked_weight * loss_u
             out["loss_unmasked"] = loss_u.detach()
         out["loss"] = loss

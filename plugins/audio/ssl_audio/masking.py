@@ -7,7 +7,9 @@ which masks about 49% of all frames. HuBERT (Hsu et al., 2021, Sec. IV-C) uses p
 
 Here each valid start position (one that leaves room for a whole span) is a start with
 probability ``p``, drawn per sample from the step's generator, so every utterance in the batch
-gets its own mask on the device with no Python loop. An interior frame is then masked with
+gets its own mask on the device with no Python loop. The draw for frame t of an utterance depends
+only on the utterance's key and t (:func:`ssl_core.randomness.keyed_uniform`), so the mask does
+not change with the padded width of the batch or the number of processes sharing it. An interior frame is then masked with
 probability ``1 - (1 - p) ** M`` (48.9% for the wav2vec 2.0 setting). Each utterance gets at
 least ``min_spans`` spans so the losses always have masked frames to predict.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ssl_core.randomness import keyed_uniform, sample_keys
 
 
 def expected_mask_fraction(p: float, span: int) -> float:
@@ -48,7 +52,7 @@ def span_mask(
     pos = torch.arange(max_len, device=device)[None, :]
     last_start = (frames - span).clamp_min(0)[:, None]
     allowed = (pos <= last_start) & (frames[:, None] > 0)
-    u = torch.rand(b, max_len, generator=generator, device=device)
+    u = keyed_uniform(sample_keys(generator, b, device)[:, None], pos)
     starts = (u < p) & allowed
     if min_spans > 0:
         k = min(min_spans, max_len)

@@ -8,6 +8,8 @@ soft one. The chosen entries are concatenated into the quantised vector ``q``. T
 diversity penalty ``L_d`` pushes the batch-averaged softmax over entries towards uniform, so all
 ``G * V`` codes get used; we use the perplexity form ``(G V - sum_g exp(H(p_g))) / (G V)``,
 which is 0 for perfectly even use and approaches 1 when one entry per group takes everything.
+Under torch.distributed the softmax is averaged over the global batch (a differentiable
+all-reduce), as the penalty is a statistic of the whole batch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ssl_core import distributed as D
 
 
 @dataclass
@@ -65,15 +69,20 @@ class GumbelVectorQuantizer(nn.Module):
         """Entry logits ``[N, G, V]`` for latents ``z`` ``[N, in_dim]``."""
         return self.weight_proj(z).float().view(-1, self.groups, self.entries)
 
-    def forward(self, z: Tensor, temperature: float = 2.0, generator: torch.Generator | None = None) -> QuantizerOutput:
+    def forward(self, z: Tensor, temperature: float = 2.0, generator: torch.Generator | None = None,
+                uniform: Tensor | None = None) -> QuantizerOutput:
         """Quantise ``z`` ``[N, in_dim]`` (valid frames only: padding would skew the usage statistics).
 
         In training mode entries are drawn by straight-through Gumbel softmax at ``temperature``
-        with noise from ``generator``; in eval mode the arg-max entry is used.
+        with noise from ``uniform`` (``[N, G, V]`` values in [0, 1), e.g. keyed by frame so they do
+        not depend on the process count) or else from ``generator``; in eval mode the arg-max
+        entry is used.
         """
         logits = self.logits(z)
         if self.training:
-            u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp(1e-9, 1.0 - 1e-9)
+            if uniform is None:
+                uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
+            u = uniform.view(logits.shape).clamp(1e-9, 1.0 - 1e-9)
             soft = F.softmax((logits - torch.log(-torch.log(u))) / temperature, dim=-1)
             codes = soft.argmax(-1)
             hard = F.one_hot(codes, self.entries).to(soft.dtype)
@@ -82,7 +91,9 @@ class GumbelVectorQuantizer(nn.Module):
             codes = logits.argmax(-1)
             onehot = F.one_hot(codes, self.entries).to(logits.dtype)
         q = torch.einsum("ngv,gvd->ngd", onehot.to(self.codebook.dtype), self.codebook).reshape(z.shape[0], -1)
-        avg_probs = F.softmax(logits, dim=-1).mean(0)
+        # the batch-averaged softmax over the global batch (every rank's frames)
+        count = torch.tensor(float(z.shape[0]), device=logits.device)
+        avg_probs = D.all_reduce_with_grad(F.softmax(logits, dim=-1).sum(0)) / D.all_reduce_with_grad(count).clamp_min(1)
         prob_ppl = perplexity(avg_probs)
         hist = F.one_hot(codes, self.entries).float().mean(0)
         code_ppl = perplexity(hist).detach()

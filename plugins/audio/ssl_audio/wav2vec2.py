@@ -10,6 +10,12 @@ contrastive loss (Eq. 3) picks ``q_t`` out of ``K`` distractors drawn uniformly 
 masked steps of the same utterance, with cosine similarity at temperature kappa. The total loss
 (Eq. 2) adds the codebook diversity penalty (Eq. 4) weighted by alpha, plus an L2 penalty on the
 CNN features (Sec. 4.2) whose gradient into the CNN is scaled down by ``feature_grad_mult``.
+
+Under torch.distributed the run does not depend on the number of processes: the losses are
+means over every rank's masked (or valid) frames, the diversity penalty uses codebook usage
+averaged over the global batch, and masks, distractors and Gumbel noise of a frame are keyed by
+its utterance and position (:func:`ssl_core.randomness.keyed_uniform`). Distractors come from
+the same utterance, so no cross-rank gather is needed.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_core import distributed as D
 from ssl_core.interfaces import Augmenter, Batch, DataModule, Objective, StepInfo
+from ssl_core.randomness import keyed_uniform, sample_keys
 from ssl_audio.data import padding_mask
 from ssl_audio.encoders import Wav2Vec2Encoder
 from ssl_audio.masking import span_mask
@@ -46,6 +54,16 @@ def scale_grad(x: Tensor, scale: float) -> Tensor:
     return x if scale == 1.0 else GradMultiply.apply(x, scale)
 
 
+def masked_frame_uniform(mask: Tensor, per_frame: int, generator: torch.Generator | None = None) -> Tensor:
+    """``[N, per_frame]`` uniform values for the ``N`` masked frames of ``mask`` ``[B, T]`` (in the
+    row-major order of ``x[mask]``), keyed by (utterance, frame): the same values for a frame
+    whatever the batch layout, and only this process's frames are computed."""
+    rows, cols = mask.nonzero(as_tuple=True)
+    keys = sample_keys(generator, mask.shape[0], mask.device)
+    counters = cols[:, None] * per_frame + torch.arange(per_frame, device=mask.device)[None, :]
+    return keyed_uniform(keys[rows][:, None], counters)
+
+
 def sample_distractors(mask: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
     """Indices of ``num`` distractors for every masked frame, from the same utterance.
 
@@ -60,7 +78,7 @@ def sample_distractors(mask: Tensor, num: int, generator: torch.Generator | None
     n_total = rows.shape[0]
     local = torch.arange(n_total, device=mask.device) - offsets[rows]
     n = counts[rows]
-    u = torch.rand(n_total, num, generator=generator, device=mask.device)
+    u = masked_frame_uniform(mask, num, generator)
     r = torch.floor(u * (n - 1).clamp_min(1)[:, None].to(u.dtype)).long()
     r = r + (r >= local[:, None]).long()
     r = torch.minimum(r, (n - 1)[:, None])
@@ -139,7 +157,8 @@ class Wav2Vec2(Objective):
         feats, frames = enc.extract(batch["waveform"], batch.get("lengths"))
         t = feats.shape[1]
         valid = ~padding_mask(frames, t)
-        feature_pen = feats.float().pow(2)[valid].mean()
+        valid_feats = feats.float().pow(2)[valid]
+        feature_pen = D.global_mean_share(valid_feats.sum(), torch.tensor(valid_feats.numel(), device=feats.device))
         feats = scale_grad(feats, self.feature_grad_mult)
         normed, x = enc.project(feats)
         mask = span_mask(frames, t, self.mask_prob, self.mask_length, self.min_masks, step.generator)
@@ -147,12 +166,14 @@ class Wav2Vec2(Objective):
         context = enc.contextualize(x, frames)
         c = self.final_proj(context[mask])
         tau = self.temperature(step)
-        qout = self.quantizer(self.feature_dropout(normed[mask]), tau, step.generator)
+        gumbel = masked_frame_uniform(mask, self.quantizer.num_codes, step.generator)
+        qout = self.quantizer(self.feature_dropout(normed[mask]), tau, uniform=gumbel)
         q = self.project_q(qout.q)
         idx = sample_distractors(mask, self.num_negatives, step.generator)
         logits = contrastive_logits(c, q, idx, self.logit_temp)
         target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-        loss_contrastive = F.cross_entropy(logits, target)
+        # the mean over every rank's masked frames (ranks mask different numbers of frames)
+        loss_contrastive = D.global_mean_share(F.cross_entropy(logits, target, reduction="sum"), mask.sum())
         loss = (loss_contrastive + self.diversity_weight * qout.diversity_loss
                 + self.feature_penalty_weight * feature_pen)
         with torch.no_grad():

@@ -3,7 +3,8 @@
 Radford et al. (2021, Sec. 2.5) used "a random square crop from resized images" as the only
 data augmentation. Here every image of the batch gets its own crop (area fraction drawn from
 ``scale``, aspect ratio log-uniform in ``ratio``, position uniform), applied to the whole batch
-at once with one affine ``grid_sample`` on the training device. No flips: captions may mention
+at once with one affine ``grid_sample`` on the training device. The crop of a pair depends
+only on the step's seed and the pair's place in the global batch, not on the process count. No flips: captions may mention
 left and right, and digits change meaning when mirrored.
 """
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_core.interfaces import Augmenter, Batch
+from ssl_core.randomness import sample_rand
 
 
 class RandomCropAugmenter(Augmenter):
@@ -37,7 +39,7 @@ class RandomCropAugmenter(Augmenter):
         b, device = x.shape[0], x.device
 
         def u(low: float, high: float) -> Tensor:
-            return torch.rand(b, generator=generator, device=device) * (high - low) + low
+            return sample_rand(generator, (b,), device) * (high - low) + low
 
         area = u(*self.scale)
         r = torch.exp(u(math.log(self.ratio[0]), math.log(self.ratio[1])))

@@ -7,6 +7,9 @@ for prediction; a selected token is replaced by ``[MASK]`` 80% of the time, by a
 
 Selection is an independent Bernoulli(15%) draw per token (as in RoBERTa's dynamic masking), done
 on the training device from the step's generator, so every step draws a fresh, reproducible mask.
+The draws of a token depend only on the step, its sequence's place in the global batch and its
+position (:func:`ssl_core.randomness.keyed_uniform`), so the mask does not change with the
+number of processes or with how much padding a process's batch carries.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import Tensor
 
 from ssl_core.errors import ConfigError
 from ssl_core.interfaces import Augmenter, Batch
+from ssl_core.randomness import keyed_uniform, sample_keys
 
 IGNORE_INDEX = -100
 """Label of tokens that carry no loss (``F.cross_entropy``'s default ``ignore_index``)."""
@@ -59,17 +63,22 @@ class BertMasking(Augmenter):
         candidates = ~self._is_special[ids]
         if "attention_mask" in batch:
             candidates &= batch["attention_mask"].bool()
-        u = torch.rand(ids.shape, generator=generator, device=device)
+        # three draws per token, keyed by (sample, position): the same whatever the padded width
+        # of this process's batch and however many processes share the global batch
+        keys = sample_keys(generator, ids.shape[0], device)[:, None]
+        pos = torch.arange(ids.shape[1], device=device)[None, :] * 3
+        u = keyed_uniform(keys, pos)
         selected = candidates & (u < self.mask_prob)
         if not bool(selected.any()) and bool(candidates.any()):
             # keep the loss defined on a batch where no token happened to be drawn
             first = candidates.flatten().nonzero()[0]
             selected.view(-1)[first] = True
         labels = torch.where(selected, ids, torch.full_like(ids, IGNORE_INDEX))
-        r = torch.rand(ids.shape, generator=generator, device=device)
+        r = keyed_uniform(keys, pos + 1)
         to_mask = selected & (r < self.mask_token_frac)
         to_random = selected & (r >= self.mask_token_frac) & (r < self.mask_token_frac + self.random_token_frac)
-        pick = torch.randint(len(self._ordinary_ids), ids.shape, generator=generator, device=device)
+        n_ordinary = len(self._ordinary_ids)
+        pick = (keyed_uniform(keys, pos + 2) * n_ordinary).long().clamp_max(n_ordinary - 1)
         corrupted = torch.where(to_mask, torch.full_like(ids, self.mask_id), ids)
         corrupted = torch.where(to_random, self._ordinary_ids[pick], corrupted)
         return corrupted, labels

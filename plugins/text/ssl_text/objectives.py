@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssl_core import distributed as D
 from ssl_core.errors import ConfigError
 from ssl_core.interfaces import Augmenter, Batch, DataModule, Objective, StepInfo
 from ssl_text.masking import IGNORE_INDEX, BertMasking
@@ -65,12 +66,17 @@ class MaskedLM(_LMObjective):
         self.augmenter = augmenter
 
     def loss_on(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """(cross-entropy, accuracy) over the positions whose label is not ignored."""
+        """(cross-entropy, accuracy) over the positions whose label is not ignored.
+
+        Under torch.distributed the loss is this rank's share of the mean over every rank's
+        selected tokens (:func:`ssl_core.distributed.global_mean_share`): ranks select different
+        numbers of tokens, and a mean of per-rank means would weight their tokens unequally.
+        """
         h = self.encoder.forward_features(input_ids, attention_mask)
         sel = labels != IGNORE_INDEX
         logits = self.encoder.lm_logits(h[sel])  # only the selected ~15%: saves most of the head
         target = labels[sel]
-        loss = F.cross_entropy(logits.float(), target)
+        loss = D.global_mean_share(F.cross_entropy(logits.float(), target, reduction="sum"), sel.sum())
         acc = (logits.argmax(-1) == target).float().mean()
         return loss, acc
 
@@ -90,7 +96,8 @@ class CausalLM(_LMObjective):
         self.encoder = encoder
 
     def loss_on(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
-        """Mean next-token cross-entropy over real target tokens."""
+        """Mean next-token cross-entropy over real target tokens (of the global batch under
+        torch.distributed: ranks hold different numbers of padding tokens)."""
         h = self.encoder.forward_features(input_ids, attention_mask)[:, :-1]
         target = input_ids[:, 1:]
         if attention_mask is None:
@@ -98,7 +105,7 @@ class CausalLM(_LMObjective):
         else:
             valid = attention_mask[:, 1:].bool()
         logits = self.encoder.lm_logits(h[valid])
-        return F.cross_entropy(logits.float(), target[valid])
+        return D.global_mean_share(F.cross_entropy(logits.float(), target[valid], reduction="sum"), valid.sum())
 
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
         loss = self.loss_on(batch["input_ids"], batch.get("attention_mask"))

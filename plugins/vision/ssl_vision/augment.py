@@ -2,7 +2,8 @@
 
 Every op takes a float image batch ``[B, C, H, W]`` in [0, 1] and a ``torch.Generator`` on the
 same device, draws one set of parameters per image, and transforms the whole batch with tensor
-ops (no per-image Python loop). The recipe follows SimCLR (Chen et al., 2020, Appendix A) and
+ops (no per-image Python loop). Parameters are drawn with :func:`ssl_core.randomness.sample_rand`,
+so an image gets the same views however many processes share the batch. The recipe follows SimCLR (Chen et al., 2020, Appendix A) and
 BYOL (Grill et al., 2020, Table 6):
 
 - random resized crop (area scale, log-uniform aspect ratio) and horizontal flip, done together
@@ -26,16 +27,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_core.interfaces import Augmenter, Batch
+from ssl_core.randomness import sample_rand
 
 _LUMA = (0.299, 0.587, 0.114)
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
-    return torch.rand(n, generator=g, device=device) * (high - low) + low
+    return sample_rand(g, (n,), device) * (high - low) + low
 
 
 def _bernoulli(n: int, p: float, g: torch.Generator, device: torch.device) -> Tensor:
-    return torch.rand(n, generator=g, device=device) < p
+    return sample_rand(g, (n,), device) < p
 
 
 def random_resized_crop(
@@ -50,8 +52,8 @@ def random_resized_crop(
     # crop width/height as fractions of the image side, clipped so the crop fits
     w = torch.sqrt(area * r).clamp(max=1.0)
     h = torch.sqrt(area / r).clamp(max=1.0)
-    cx = (torch.rand(b, generator=g, device=device) * 2 - 1) * (1 - w)
-    cy = (torch.rand(b, generator=g, device=device) * 2 - 1) * (1 - h)
+    cx = (sample_rand(g, (b,), device) * 2 - 1) * (1 - w)
+    cy = (sample_rand(g, (b,), device) * 2 - 1) * (1 - h)
     flip = torch.where(_bernoulli(b, hflip_p, g, device), -1.0, 1.0)
     theta = torch.zeros(b, 2, 3, device=device, dtype=x.dtype)
     theta[:, 0, 0] = w * flip

@@ -23,7 +23,11 @@ Deviations (documented so results can be compared):
 - The exported/evaluated encoder is the student backbone (``objective.encoder``, the network
   the trainer optimises); the paper evaluates the teacher. The teacher backbone is
   ``objective.teacher_backbone`` for anyone who wants it.
-- The centre is the mean over this process's batch (no all-reduce across ranks).
+
+Under torch.distributed the centre is the mean over the global batch (all-reduced), and the
+last layer takes part in every backward while it is frozen; its gradient is dropped before the
+optimiser step (:meth:`DINO.on_before_optimizer_step`, the reference code's
+``cancel_gradients_last_layer``), so DDP sees every parameter used.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class DINO(Objective):
         return cosine_momentum(progress, self.base_momentum, self.final_momentum)
 
     # ------------------------------------------------------------------ training
-    def _forward_crops(self, backbone: Encoder, head: DINOHead, crops: list[Tensor], freeze_last: bool) -> list[Tensor]:
+    def _forward_crops(self, backbone: Encoder, head: DINOHead, crops: list[Tensor]) -> list[Tensor]:
         """Run crops of equal size together (one pass per resolution), return per-crop outputs."""
         outputs: list[Tensor] = []
         start = 0
@@ -109,7 +113,7 @@ class DINO(Objective):
             while end < len(crops) and crops[end].shape[-2:] == crops[start].shape[-2:]:
                 end += 1
             feats = backbone(torch.cat(crops[start:end]))
-            outputs += list(head(feats, freeze_last=freeze_last).chunk(end - start))
+            outputs += list(head(feats).chunk(end - start))
             start = end
         return outputs
 
@@ -117,13 +121,24 @@ class DINO(Objective):
         crops = self.augmenter(batch, step.generator)
         if len(crops) < 2:
             raise ValueError(f"DINO needs at least the 2 global crops; the augmenter returned {len(crops)} view(s).")
-        freeze_last = step.progress < self.freeze_last_layer_fraction
-        student_out = self._forward_crops(self.encoder, self.head, crops, freeze_last)
+        student_out = self._forward_crops(self.encoder, self.head, crops)
         with torch.no_grad():
-            teacher_out = self._forward_crops(self.teacher_backbone, self.teacher_head, crops[:2], False)  # type: ignore[arg-type]
+            teacher_out = self._forward_crops(self.teacher_backbone, self.teacher_head, crops[:2])  # type: ignore[arg-type]
         temp = self.teacher_temperature(step.progress)
         loss = self.criterion(student_out, teacher_out, temp)
         return {"loss": loss, "teacher_temp": torch.tensor(temp), "momentum": torch.tensor(self.momentum(step.progress))}
+
+    def last_layer_frozen(self, step: StepInfo) -> bool:
+        """Whether the head's last layer is frozen at this step (the first
+        ``freeze_last_layer_fraction`` of training)."""
+        return step.progress < self.freeze_last_layer_fraction
+
+    def on_before_optimizer_step(self, step: StepInfo) -> None:
+        """Drop the last layer's gradient while it is frozen: the optimiser then leaves it alone
+        (no update, no weight decay, no optimiser state), as DINO's ``cancel_gradients_last_layer``."""
+        if self.last_layer_frozen(step):
+            for p in self.head.last_layer.parameters():
+                p.grad = None
 
     def on_after_optimizer_step(self, step: StepInfo) -> None:
         """EMA update of the teacher backbone and head with this step's momentum."""

@@ -26,8 +26,8 @@ class DINOHead(nn.Module):
 
     A 3-layer MLP (hidden ``hidden_dim``, GELU, no batch-norm) down to a ``bottleneck_dim``
     bottleneck, L2 normalisation, then a weight-normalised linear layer with ``out_dim`` outputs
-    whose norm is fixed to 1 (the paper's ``norm_last_layer``). ``freeze_last=True`` stops
-    gradients into that last layer (DINO keeps it frozen during the first epoch). ``use_bn``
+    whose norm is fixed to 1 (the paper's ``norm_last_layer``). DINO keeps that last layer frozen
+    at the start by dropping its gradient before the optimiser step (see ``DINO``). ``use_bn``
     adds batch-norm after the hidden layers (the reference code's ``use_bn_in_head`` option).
     """
 
@@ -49,7 +49,6 @@ class DINOHead(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor, freeze_last: bool = False) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         x = F.normalize(self.mlp(x), dim=-1)
-        w = self.last_layer.weight.detach() if freeze_last else self.last_layer.weight
-        return F.linear(x, F.normalize(w, dim=1))
+        return F.linear(x, F.normalize(self.last_layer.weight, dim=1))

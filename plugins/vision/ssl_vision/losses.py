@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_core import distributed as D
+
 
 class NTXentLoss(nn.Module):
     """Normalised temperature-scaled cross entropy (SimCLR: Chen et al., ICML 2020, Eq. 1).
@@ -13,6 +15,11 @@ class NTXentLoss(nn.Module):
     For 2N embeddings of N images (two views each), the loss of a positive pair (i, j) is
     ``-log exp(sim(z_i, z_j)/T) / sum_{k != i} exp(sim(z_i, z_k)/T)`` with cosine ``sim``,
     averaged over all 2N anchors (both orders of every pair).
+
+    Under torch.distributed, N is the global batch: every rank's embeddings are gathered with
+    gradients (:func:`ssl_core.distributed.gather_with_grad`) and serve as negatives, and each
+    rank scores its own anchors against all 2N of them (the paper's setting: negatives from the
+    whole batch across accelerators). The mean over ranks is then the one-process loss.
     """
 
     def __init__(self, temperature: float = 0.5) -> None:
@@ -23,10 +30,15 @@ class NTXentLoss(nn.Module):
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         n = z1.shape[0]
-        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-        logits = z @ z.T / self.temperature
-        logits.fill_diagonal_(float("-inf"))  # an embedding is not its own negative
-        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+        z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+        all1, all2 = D.gather_with_grad(z1), D.gather_with_grad(z2)  # [N, d] in rank order
+        big_n, first = all1.shape[0], D.rank() * n  # this rank's rows of the global batch
+        anchors = torch.cat([z1, z2])  # [2n, d]
+        logits = anchors @ torch.cat([all1, all2]).T / self.temperature  # [2n, 2N]
+        rows = torch.arange(n, device=z1.device) + first
+        own = torch.cat([rows, rows + big_n])  # where each anchor sits among the keys
+        logits[torch.arange(2 * n, device=z1.device), own] = float("-inf")  # not its own negative
+        targets = torch.cat([rows + big_n, rows])
         return F.cross_entropy(logits, targets)
 
 
@@ -50,7 +62,8 @@ class DINOLoss(nn.Module):
     momentum ``center_momentum``) and sharpened with a low temperature; the student's outputs on
     every crop are softened with ``student_temp``. The loss is the cross-entropy
     ``-sum P_t log P_s`` averaged over all (teacher crop, student crop) pairs of different crops.
-    The centre is updated after the loss is computed, from this batch's teacher outputs.
+    The centre is updated after the loss is computed, from this batch's teacher outputs: under
+    torch.distributed their mean over the global batch (all-reduced, as in the reference code).
     """
 
     center: Tensor
@@ -82,7 +95,8 @@ class DINOLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_logits: Tensor) -> None:
         """``center <- m * center + (1 - m) * mean(teacher_logits)`` (Eq. 4)."""
-        batch_center = teacher_logits.detach().float().mean(dim=0, keepdim=True)
+        # every rank holds the same number of rows, so the mean of the ranks' means is global
+        batch_center = D.all_reduce_mean(teacher_logits.detach().float().mean(dim=0, keepdim=True))
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
 
 

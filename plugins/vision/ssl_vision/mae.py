@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from timm.models.vision_transformer import Block
 
 from ssl_core.interfaces import Augmenter, Batch, DataModule, Encoder, Objective, StepInfo
+from ssl_core.randomness import sample_rand
 from ssl_vision.augment import to_float_images
 from ssl_vision.images import save_image_grid
 from ssl_vision.losses import masked_patch_mse
@@ -70,7 +71,7 @@ def random_masking(
             f"mask_ratio {mask_ratio} over {num_patches} patches keeps {n_keep} and masks {n_mask}; "
             "MAE needs at least one of each. Use a ratio in (0, 1) or more patches (smaller patch_size)."
         )
-    noise = torch.rand(batch_size, num_patches, generator=generator, device=device)
+    noise = sample_rand(generator, (batch_size, num_patches), device)  # per image, any process count
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     mask = torch.ones(batch_size, num_patches, device=device)

@@ -1,0 +1,57 @@
+"""Every built-in objective (and the example VICReg plugin) on 2 gloo processes at global batch 8
+takes the same steps as on 1 process at batch 8, and trains a few steps of its recipe under DDP.
+A test objective averaging over a data-dependent number of items shows the check catches a
+per-rank mean.
+
+One launch of two processes runs all objectives (:func:`ssl_core.equivalence.run_equivalence`):
+for each, the loss and every gradient of two SGD steps, the state dict after them (EMA teachers,
+DINO's centre, BatchNorm statistics), and a 3-step Trainer run of the recipe's own settings
+(optimiser, schedules, gradient clipping, DINO's frozen last layer) under the Trainer's DDP
+strategy. Tolerances are the ones stated in ssl_core.equivalence. Dropout is set to 0 where a
+recipe has it: dropout masks come from the global RNG, which differs per rank on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ssl_core.equivalence import EquivalenceCase, EquivalenceResult, run_equivalence
+from ssl_core.testing import ContractError, check_distributed_equivalence
+
+RESNET = {"encoder_kwargs": {"widths": [8, 8, 8, 8]}}
+TEXT = {"encoder_kwargs": {"d_model": 32, "n_layers": 1, "dropout": 0.0},
+        "dataset_kwargs": {"vocab_size": 1024, "block_size": 64}}
+AUDIO = {"encoder_kwargs": {"size": "tiny"}}  # the tiny preset has no dropout
+CASES = {
+    "simclr": RESNET, "byol": RESNET, "dino": {}, "mae": {}, "vicreg": RESNET,
+    "mlm": TEXT, "clm": TEXT,
+    "wav2vec2": {**AUDIO, "objective_kwargs": {"feature_dropout": 0.0}}, "hubert": AUDIO,
+    "clip": {},
+    "toy_masked": {"encoder_kwargs": {"dropout": 0.0}},  # ranks average over different counts
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EquivalenceResult]:
+    os.environ.setdefault("SSL_TEXT_CACHE", str(tmp_path_factory.mktemp("text_cache")))
+    cases = [EquivalenceCase(name, overrides, batch_size=8) for name, overrides in CASES.items()]
+    return {r.name: r for r in run_equivalence(cases, nproc=2)}
+
+
+@pytest.mark.parametrize("objective", sorted(CASES))
+def test_two_processes_take_the_steps_of_one(results: dict[str, EquivalenceResult], objective: str) -> None:
+    r = results[objective]
+    assert r.problems() == [], f"{objective}: {r.problems()}"
+    assert len(r.losses_many) == 2 and len(r.trainer_losses_many) == 3
+    assert r.grad_error <= 2e-3 and r.state_error <= 2e-3
+
+
+def test_the_check_fails_a_mean_over_the_local_batch() -> None:
+    """toy_masked with local_mean=True averages each rank's items on their own: the public check
+    must refuse it (with global_mean_share, the case above, it passes)."""
+    overrides = {"encoder_kwargs": {"dropout": 0.0}, "objective_kwargs": {"local_mean": True}}
+    with pytest.raises(ContractError, match="distributed-equivalence.*toy_masked.*loss") as err:
+        check_distributed_equivalence("toy_masked", overrides, trainer_steps=0)
+    assert "gradient of" in str(err.value)
