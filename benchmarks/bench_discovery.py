@@ -8,7 +8,7 @@ Each command runs as a fresh process `--repeats` times after one untimed warm-up
 caches warm); the median wall time and the median CPU time (user + system of the child) are
 reported, since on a shared machine CPU time is the steadier number.
 
-    python benchmarks/bench_discovery.py [--repeats 5]
+    python benchmarks/bench_discovery.py [--repeats 5] [--no-reference]
 
 Prints a table and writes benchmarks/results/discovery.json.
 """
@@ -60,8 +60,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "discovery.json"))
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the eager-import reference (about 10 s of CPU per run)")
     args = ap.parse_args()
-    results = {name: time_command(cmd, args.repeats) for name, cmd in COMMANDS.items()}
+    commands = {n: c for n, c in COMMANDS.items() if not (args.no_reference and c is EAGER)}
+    results = {name: time_command(cmd, args.repeats) for name, cmd in commands.items()}
     width = max(len(n) for n in results)
     print(f"{'command':<{width}}  wall median (s)  wall min (s)  CPU median (s)")
     for name, r in results.items():
