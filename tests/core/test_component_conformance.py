@@ -217,10 +217,15 @@ class InPlace(NoiseViews):
     (InPlace, "augmenter-leaves-batch", "changed the batch it was given in place"),
 ])
 def test_broken_augmenter_fails_the_named_contract(cls: type, contract: str, detail: str) -> None:
+    _assert_fails_by_name("augmenter", cls, contract, detail, check_augmenter_contract)
+
+
+def _assert_fails_by_name(kind: str, cls: type, contract: str, detail: str, check: Any) -> None:
+    """Registering ``cls`` as a ``kind`` and checking ``contract`` fails with that contract's name and ``detail``."""
     name = cls.__name__.lower()
-    reg = _registry("augmenter", name, cls)
-    with pytest.raises(ContractError, match=f"contract '{contract}' failed for augmenter '{name}': .*{detail}"):
-        check_augmenter_contract(name, contract, objective="toy_align", registry=reg)
+    reg = _registry(kind, name, cls)
+    with pytest.raises(ContractError, match=f"contract '{contract}' failed for {kind} '{name}': .*{detail}"):
+        check(name, contract, objective="toy_align", registry=reg)
 
 
 def test_correct_device_handling_passes_the_device_check() -> None:
@@ -301,7 +306,4 @@ class ReturnsNaN(Evaluator):
     (ReturnsNaN, "evaluator-metrics", "metric 'score' is nan"),
 ])
 def test_broken_evaluator_fails_the_named_contract(cls: type, contract: str, detail: str) -> None:
-    name = cls.__name__.lower()
-    reg = _registry("evaluator", name, cls)
-    with pytest.raises(ContractError, match=f"contract '{contract}' failed for evaluator '{name}': .*{detail}"):
-        check_evaluator_contract(name, contract, objective="toy_align", registry=reg)
+    _assert_fails_by_name("evaluator", cls, contract, detail, check_evaluator_contract)

@@ -24,8 +24,7 @@ class ConvEncoder(Encoder):
         self.embed_dim = embed_dim
         layers: list[nn.Module] = []
         for c_in, c_out in ((in_channels, width), (width, width), (width, embed_dim)):
-            # no conv bias: BatchNorm subtracts the mean, so a bias would get only rounding noise as gradient
-            layers += [nn.Conv1d(c_in, c_out, kernel_size=5, padding=2, bias=False), nn.BatchNorm1d(c_out), nn.ReLU()]
+            layers += [nn.Conv1d(c_in, c_out, kernel_size=5, padding=2), nn.BatchNorm1d(c_out), nn.ReLU()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
