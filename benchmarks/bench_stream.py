@@ -106,6 +106,10 @@ def main() -> None:
     from ssl_vision.shards import webdataset
     from ssl_vision.stream import webdataset_stream
 
+    from ssl_core.streaming import PIPE_ENV
+
+    os.environ[PIPE_ENV] = "1"  # the pipe:cat spec below is this script's own command
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_shards(root, args.images, args.shards)

@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--objectives", nargs="+", default=["simclr", "byol"])
     ap.add_argument("--out", default="runs/compare-example")
+    ap.add_argument("--overwrite", action="store_true", help="replace the runs a previous call left in --out")
     args = ap.parse_args()
     out = Path(args.out)
 
@@ -30,7 +31,7 @@ def main() -> None:
     for name in args.objectives:
         cfg = resolve_config(name, overrides={"out": str(out / name), "evaluators": ["knn", "linear_probe", "health"],
                                               "train": {"steps": args.steps, "probe_every": max(1, args.steps // 4)}})
-        outcome = run_experiment(cfg)
+        outcome = run_experiment(cfg, overwrite=args.overwrite)
         write_report(outcome.run_dir)
         runs.append(outcome.run_dir)
 

@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default="runs/slip")
+    ap.add_argument("--overwrite", action="store_true", help="replace the runs a previous call left in --out")
     args = ap.parse_args()
 
     exp = Experiment(train={"steps": args.steps, "batch_size": args.batch_size, "lr": 1e-3, "log_every": 10,
@@ -30,7 +31,8 @@ def main() -> None:
     views = get_registry().get("augmenter", "simclr_views").build(
         image_size=pairs.extras.get("image_size", 16), hflip_p=0.0, scale=(0.3, 1.0))
     exp.add_objective("simclr", "simclr", data="pairs", encoder=clip.encoder, augmenter=views, weight=0.5)
-    result = exp.fit(evaluators=["clip_zero_shot", "clip_retrieval", "knn"])  # probes the shared tower
+    result = exp.fit(evaluators=["clip_zero_shot", "clip_retrieval", "knn"],  # probes the shared tower
+                     overwrite=args.overwrite)
     last = result.history[-1]
     print(f"steps {result.steps}: clip/loss {last['clip/loss']:.3f}, simclr/loss {last['simclr/loss']:.3f}")
     for name in exp.metrics["trained"]:

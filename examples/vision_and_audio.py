@@ -21,6 +21,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", default="runs/vision-audio")
+    ap.add_argument("--overwrite", action="store_true", help="replace the runs a previous call left in --out")
     args = ap.parse_args()
 
     exp = Experiment(train={"steps": args.steps, "batch_size": args.batch_size, "lr": 1e-3, "log_every": 10},
@@ -30,7 +31,7 @@ def main() -> None:
     exp.add_objective("simclr", "simclr", data="images")
     exp.add_objective("wav2vec2", "wav2vec2", data="speech")
     # fit() also exports each encoder to OUT/encoders/ and probes it (next to its untrained copy)
-    result = exp.fit(evaluators=["knn", "health"])
+    result = exp.fit(evaluators=["knn", "health"], overwrite=args.overwrite)
     last = result.history[-1]
     print(f"steps {result.steps}: simclr/loss {last['simclr/loss']:.3f}, wav2vec2/loss {last['wav2vec2/loss']:.3f}")
     for task in ("simclr", "wav2vec2"):

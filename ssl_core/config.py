@@ -270,6 +270,12 @@ def _coerce(value: Any, tp: Any, path: str, source: str) -> Any:
     return value
 
 
+def coerce_value(value: Any, tp: Any, path: str, source: str) -> Any:
+    """``value`` checked against the annotation ``tp`` (ints, floats, bools, strings, lists,
+    dicts, optionals; other annotations accept anything); raises ConfigError naming ``path``."""
+    return _coerce(value, tp, path, source)
+
+
 def _type_error(value: Any, expected: str, path: str, source: str) -> ConfigError:
     return ConfigError(f"{source}: field '{path}' must be {expected}, got {value!r} ({type(value).__name__}).")
 

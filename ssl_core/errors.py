@@ -44,3 +44,14 @@ class DataError(SSLKitError):
 
 class NonFiniteLossError(SSLKitError):
     """The loss became NaN or infinite and the run's policy is to stop."""
+
+
+class WriteError(SSLKitError, OSError):
+    """A file could not be written (a full disk, no permission); the previous file is kept."""
+
+    def __str__(self) -> str:  # OSError would otherwise format its arguments
+        return str(self.args[0])
+
+
+class RunDirError(SSLKitError):
+    """A run directory holds another run, or another process is writing it."""

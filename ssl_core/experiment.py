@@ -41,6 +41,7 @@ from ssl_core.data import default_collate
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.interfaces import Batch, DataModule, Encoder, Objective, StepInfo
 from ssl_core.registry import Registry, get_registry
+from ssl_core.rundir import RunLock, check_fresh_run_dir, clear_run_dir, launched_rank
 from ssl_core.runner import _accepted, check_evaluators, evaluate_encoder, export_encoder, write_evaluation
 from ssl_core.trainer import Trainer, TrainResult
 
@@ -100,6 +101,7 @@ class MultiObjective(Objective):
         self.tasks = list(tasks)
         self.objectives = nn.ModuleDict({t.name: t.objective for t in tasks})
         self.encoder = tasks[0].objective.encoder
+        self.min_batch_size = max(t.objective.min_batch_size for t in tasks)
 
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
         total: Tensor | None = None
@@ -259,7 +261,7 @@ class Experiment:
         )
 
     def fit(self, resume: bool = False, evaluate: bool = True, compare_random: bool = True,
-            evaluators: Sequence[str] | None = None) -> TrainResult:
+            evaluators: Sequence[str] | None = None, overwrite: bool = False) -> TrainResult:
         """Train every objective together; returns the Trainer's result.
 
         With ``out`` set, the run folder also receives ``experiment.yaml`` (before training),
@@ -267,13 +269,24 @@ class Experiment:
         ``eval.json``: each encoder probed on its stream with the evaluators of the recipe that
         trains it (see :meth:`encoder_evaluators`; ``evaluators`` names others for every
         encoder), next to its untrained initialisation. Evaluators are checked before the first
-        step, as ``ssl run`` checks them; results are also kept in :attr:`metrics`.
+        step, as ``ssl run`` checks them; results are also kept in :attr:`metrics`. The folder
+        follows the rules of ``ssl run``: a folder holding a run is refused unless ``resume`` or
+        ``overwrite`` (which clears it), and it is locked meanwhile.
         """
         self.objective = MultiObjective(self.tasks)
         self._fit_evaluators = list(evaluators) if evaluators is not None else None
         if evaluate:
             for enc_name in self._trained_encoders():
                 check_evaluators(self._eval_config(enc_name), self.streams[self._stream_of(enc_name)], self.registry)
+        if self.out is None or launched_rank() != 0:
+            return self._fit(resume, evaluate, compare_random)
+        check_fresh_run_dir(self.out, resume=resume, overwrite=overwrite)
+        with RunLock(self.out):
+            if overwrite:
+                clear_run_dir(self.out)
+            return self._fit(resume, evaluate, compare_random)
+
+    def _fit(self, resume: bool, evaluate: bool, compare_random: bool) -> TrainResult:
         self.trainer = Trainer(self.objective, self.build_data(), self.train_cfg, self.out)
         if self.out is not None and self.trainer.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -428,7 +441,7 @@ def evaluate_experiment_run(run_dir: str | Path, evaluators: Sequence[str] | Non
                             device: str | torch.device = "cpu", registry: Registry | None = None) -> ExperimentEvaluation:
     """Evaluate every exported encoder of an experiment folder again (``ssl eval RUN_DIR``) and
     write ``eval.json``. Encoders and streams are rebuilt from their registered names."""
-    from ssl_core.runner import load_encoder_file
+    from ssl_core.runner import encoder_from_file
 
     registry = registry or get_registry()
     run_dir = Path(run_dir)
@@ -454,7 +467,7 @@ def evaluate_experiment_run(run_dir: str | Path, evaluators: Sequence[str] | Non
         check_evaluators(cfg, streams[rec["data"]], registry)  # all checked before any evaluation runs
         plans.append((enc_name, rec, cfg, streams[rec["data"]]))
     for enc_name, rec, cfg, data in plans:
-        encoder = load_encoder_file(run_dir / ENCODERS_DIR / f"{enc_name}.pt", registry).to(device)
+        encoder = encoder_from_file(run_dir / ENCODERS_DIR / f"{enc_name}.pt", registry).to(device)
         errors: dict[str, str] = {}
         values = evaluate_encoder(encoder, data, cfg, registry, out_dir=run_dir / enc_name, failures=errors)
         out.metrics["trained"].update({f"{enc_name}/{k}": v for k, v in values.items()})

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ssl_core.checkpoint import load_torch_file
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.exporters import CONFIG_FILE, WEIGHTS_FILE, Exporter, ImportedState, load_safetensors
 from ssl_core.interfaces import Encoder
@@ -89,11 +90,9 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
                             "(an `ssl export` folder) or open_clip weights.")
     if path.suffix == ".safetensors":
         return load_safetensors(path), fmt
-    try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"--init {path} could not be read as a PyTorch state dict with weights_only=True "
-                        f"({type(exc).__name__}: {exc}). Save plain tensors (model.state_dict()) or safetensors.") from exc
+    # weights_only=True; damaged files and files that need code unpickled are refused by name
+    obj: Any = load_torch_file(path, what="--init file",
+                               fix="Save plain tensors (model.state_dict()) or safetensors.")
     if isinstance(obj, Mapping) and "state_dict" in obj and "encoder" in obj:
         return dict(obj["state_dict"]), "sslkit"  # an sslkit encoder.pt
     while isinstance(obj, Mapping) and len(obj) <= 3:

@@ -109,6 +109,10 @@ class Objective(nn.Module, abc.ABC):
     """
 
     encoder: Encoder
+    min_batch_size: int = 1
+    """Fewest samples a micro-batch (gathered over all ranks) must hold. Methods that contrast each
+    sample with the rest of its batch set 2 or more; the Trainer refuses smaller batches before
+    training starts, instead of training on a loss with nothing to contrast."""
 
     @abc.abstractmethod
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:

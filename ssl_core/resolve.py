@@ -21,10 +21,13 @@ a built-in method names.
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-from ssl_core.config import RunConfig, from_dict, load_file, merge, validate_choices
+from ssl_core.config import RunConfig, coerce_value, from_dict, load_file, merge, validate_choices
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.files import remote_scheme
 from ssl_core.registry import ComponentSpec, Registry, article, get_registry
@@ -36,10 +39,14 @@ def resolve_config(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
+    check_kwargs: bool = True,
 ) -> RunConfig:
-    """Merge defaults < objective recipe < config file < overrides into a validated RunConfig."""
+    """Merge defaults < objective recipe < config file < overrides into a validated RunConfig.
+
+    ``check_kwargs`` checks the ``*_kwargs`` settings against their components' signatures
+    (:func:`check_component_kwargs`), which imports the components: ``ssl info`` skips it."""
     registry = registry or get_registry()
-    file_data = load_file(config_file) if config_file else {}
+    file_data = _without_saved_out(load_file(config_file), config_file) if config_file else {}
     overrides = dict(overrides or {})
     objective = objective or overrides.get("objective") or file_data.get("objective")
     modality = modality or overrides.get("modality") or file_data.get("modality") or None
@@ -69,7 +76,68 @@ def resolve_config(
         cfg.dataset = choose_reader(registry, cfg.modality, cfg.data, registry.get("dataset", cfg.dataset),
                                     recipe_reader)
     validate_choices(cfg)
+    if check_kwargs:
+        check_component_kwargs(cfg, registry)
     return cfg
+
+
+# the runner passes these itself; a *_kwargs entry of the same name would collide
+_PASSED_BY_RUNNER = {"objective": {"encoder", "augmenter"}, "dataset": {"path"}, "encoder": set(), "augmenter": set()}
+
+
+def check_component_kwargs(cfg: RunConfig, registry: Registry | None = None) -> None:
+    """Check ``objective_kwargs``, ``encoder_kwargs``, ``augmenter_kwargs`` and ``dataset_kwargs``
+    against their component's signature, before anything is built: unknown names (with a
+    suggestion), names the runner passes itself, and values of the wrong simple type."""
+    registry = registry or get_registry()
+    for part, reserved in _PASSED_BY_RUNNER.items():
+        name, kwargs = getattr(cfg, part), getattr(cfg, f"{part}_kwargs")
+        if not name or not kwargs:
+            continue
+        spec = registry.get(part, name, modality=cfg.modality)
+        _check_kwargs(spec, kwargs, f"{part}_kwargs", reserved)
+
+
+def _check_kwargs(spec: Any, kwargs: Mapping[str, Any], field: str, reserved: set[str]) -> None:
+    factory, what = spec.factory, f"{spec.kind} '{spec.name}' (plugin {spec.plugin})"
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return  # no signature to check against (a C function, some partials)
+    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    try:
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:  # annotations that do not resolve: check names only
+        hints = {}
+    accepted = sorted(n for n in named if n not in reserved)
+    for key, value in kwargs.items():
+        if key in reserved:
+            raise ConfigError(f"{field}.{key} cannot be set: sslkit passes '{key}' to the {what} itself. Remove it.")
+        if key not in named:
+            if open_ended:
+                continue
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" Did you mean '{field}.{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"Unknown setting {field}.{key} for the {what}.{hint} It accepts: {', '.join(accepted) or 'nothing'} "
+                f"(`ssl info {spec.name}` shows the defaults)."
+            )
+        if key in hints:
+            coerce_value(value, hints[key], f"{field}.{key}", f"the {what}")
+
+
+def _without_saved_out(file_data: dict[str, Any], config_file: str | Path) -> dict[str, Any]:
+    """Drop ``out`` from a run's own saved ``config.yaml``: repeating a run must not write into it.
+
+    A config file is a saved run's when it sits in the folder its ``out`` names. Its ``out`` is
+    ignored (the new run gets a fresh default folder, or ``--out``); any other file's ``out`` is
+    used as written (and a folder holding a run is then refused by ``check_fresh_run_dir``).
+    """
+    out = file_data.get("out")
+    if isinstance(out, str) and out and Path(out).resolve() == Path(config_file).resolve().parent:
+        return {k: v for k, v in file_data.items() if k != "out"}
+    return file_data
 
 
 def choose_reader(registry: Registry, modality: str, data: str, builtin: ComponentSpec,

@@ -20,15 +20,16 @@ from typing import Any, Callable, Mapping
 import torch
 import yaml
 
-from ssl_core.checkpoint import atomic_torch_save, atomic_write_text
+from ssl_core.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, load_torch_file
 from ssl_core.config import RunConfig, from_dict, resolve_probe_every, save_yaml
-from ssl_core.errors import ConfigError, DataError
+from ssl_core.errors import ConfigError, DataError, SSLKitError
 from ssl_core.evaluators.features import shared_features
 from ssl_core.interfaces import DataModule, Encoder, Evaluator, Objective
 from ssl_core.loggers import LoggerGroup
 from ssl_core.loggers.run import log_run_outputs, open_loggers
 from ssl_core.registry import Registry, article, get_registry
-from ssl_core.resolve import resolve_config  # noqa: F401  (re-exported: ssl_core.runner.resolve_config)
+from ssl_core.resolve import check_component_kwargs, resolve_config  # noqa: F401  (re-exported)
+from ssl_core.rundir import RunLock, check_fresh_run_dir, clear_run_dir, launched_rank
 from ssl_core.trainer import Trainer, TrainingInterrupted, TrainResult
 
 ENCODER_FILE = "encoder.pt"
@@ -188,11 +189,27 @@ def default_run_dir(cfg: RunConfig) -> Path:
 
 
 def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
-                   registry: Registry | None = None) -> RunOutcome:
-    """Train ``cfg``'s objective, export the encoder, evaluate it (and a random one)."""
-    registry = registry or get_registry()
+                   registry: Registry | None = None, overwrite: bool = False) -> RunOutcome:
+    """Train ``cfg``'s objective, export the encoder, evaluate it (and a random one).
+
+    One run, one folder: a fresh run into a folder that holds a run is refused unless
+    ``overwrite`` (which clears it first) or ``resume`` is given, and the folder is locked while
+    the run writes it (:mod:`ssl_core.rundir`).
+    """
+    if resume and not cfg.out:
+        raise ConfigError("Resuming needs the run directory: pass --out RUN_DIR (cfg.out).")
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(run_dir)
+    if launched_rank() != 0:  # rank 0 checks and locks the folder; the other ranks write nothing there
+        return _run(cfg, run_dir, resume, evaluate, registry, overwrite=False)
+    check_fresh_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    with RunLock(run_dir):
+        return _run(cfg, run_dir, resume, evaluate, registry, overwrite)
+
+
+def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: Registry | None,
+         overwrite: bool) -> RunOutcome:
+    registry = registry or get_registry()
     if resume:
         saved = run_dir / CONFIG_FILE
         if not saved.exists():
@@ -208,7 +225,11 @@ def run_experiment(cfg: RunConfig, resume: bool = False, evaluate: bool = True,
     objective = build_objective(cfg, encoder, data, registry)
     trainer = Trainer(objective, data, cfg.train, run_dir, loggers=[])  # joins the process group under torchrun
     resolve_probe_every(trainer.cfg, trainer.total_steps)  # a few in-training probes unless set
+    if resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
+        _check_resumable(trainer, run_dir, evaluate and bool(cfg.evaluators))
     if trainer.is_main:
+        if overwrite:
+            clear_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / CONFIG_FILE)
     loggers = open_loggers(cfg, run_dir, registry) if trainer.is_main else LoggerGroup()  # rank 0 logs
@@ -263,6 +284,30 @@ def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, 
     return RunOutcome(run_dir, result, metrics, objective, {k: v for k, v in failures.items() if v})
 
 
+class RunFinishedError(SSLKitError):
+    """``--resume`` of a run that has trained all its steps and been exported and evaluated."""
+
+
+def _check_resumable(trainer: Trainer, run_dir: Path, evaluate: bool) -> None:
+    """Refuse a resume that cannot continue: the checkpoint is past the new total, or the run is
+    finished (trained, exported and, when asked for, evaluated). A run stopped after its last
+    step but before export or evaluation resumes to finish those."""
+    path = trainer.checkpoint_path
+    assert path is not None
+    if not path.exists():
+        raise DataError(f"No checkpoint to resume from at {path}: the run stopped before its first checkpoint. "
+                        f"Start it again with --overwrite.")
+    step = int(load_checkpoint(path, mmap=True)["step"])
+    trainer.check_resume_step(step, path)
+    complete = (run_dir / ENCODER_FILE).exists() and (not evaluate or (run_dir / EVAL_FILE).exists())
+    if step == trainer.total_steps and complete:
+        raise RunFinishedError(
+            f"The run in {run_dir} is finished: it trained all {step} steps and was exported. To train it longer, "
+            f"resume with more steps (e.g. --resume --out {run_dir} --steps {2 * step}); to evaluate it again, "
+            f"`ssl eval {run_dir}`."
+        )
+
+
 def apply_init(encoder: Encoder, cfg: RunConfig, registry: Registry | None = None) -> None:
     """Load ``cfg.init`` into ``encoder`` (strict unless ``cfg.init_partial``) and print the report."""
     import sys
@@ -294,19 +339,27 @@ def load_run(run_dir: str | Path, registry: Registry | None = None) -> tuple[Run
     cfg = from_dict(RunConfig, yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     data = build_data(cfg, registry)
     encoder = build_encoder(cfg, data, registry)
-    state = torch.load(enc_path, map_location="cpu", weights_only=False)
+    state = load_encoder_file(enc_path)
     encoder.load_state_dict(state["state_dict"])
     return cfg, data, encoder
 
 
-def load_encoder_file(path: str | Path, registry: Registry | None = None) -> Encoder:
+def load_encoder_file(path: str | Path) -> dict[str, Any]:
+    """Read an ``encoder.pt`` written by :func:`export_encoder`, safely (tensors and plain values
+    only; see :func:`ssl_core.checkpoint.load_torch_file`)."""
+    state = load_torch_file(path, what="encoder file", fix="Restore it from a copy, or delete it and export it again from the last checkpoint with "
+                             "`ssl run --resume --out RUN_DIR`.")
+    missing = [k for k in ("encoder", "encoder_kwargs", "state_dict") if not (isinstance(state, dict) and k in state)]
+    if missing:
+        raise DataError(f"{path} is not an encoder file written by `ssl run` (no {', '.join(missing)}).")
+    return state
+
+
+def encoder_from_file(path: str | Path, registry: Registry | None = None) -> Encoder:
     """Rebuild an encoder saved by :func:`export_encoder` (``encoder.pt``, or an experiment's
     ``encoders/<name>.pt``) from its registered name, settings and weights."""
     registry = registry or get_registry()
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} is missing: was the run finished?")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_encoder_file(path)
     spec = registry.get("encoder", state["encoder"], modality=state.get("modality") or None)
     encoder = spec.build(**state["encoder_kwargs"])
     encoder.load_state_dict(state["state_dict"])

@@ -12,6 +12,8 @@ Where a shard can live (see :func:`expand_urls` and :func:`open_url`):
 - ``http://`` / ``https://`` URLs (read with the standard library);
 - ``pipe:COMMAND``: the shard is what ``COMMAND`` writes to stdout, e.g.
   ``pipe:aws s3 cp s3://bucket/shard-000000.tar -`` or ``pipe:gsutil cat gs://b/x.tar``.
+  A command runs only with an explicit opt-in: ``ssl run --allow-pipe`` or ``SSLKIT_ALLOW_PIPE=1``
+  in the environment, never because a config file names it (see :func:`check_pipe_allowed`).
 
 :class:`WebDatasetStream` splits the shards over (ranks x DataLoader workers) and is a
 :class:`ssl_core.data.ResumableStream`, so a run can stop and resume mid-epoch: each worker's
@@ -20,9 +22,11 @@ position is a count of raw samples, and on resume those samples are read again b
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import http.client
 import io
+import os
 import random
 import re
 import subprocess
@@ -41,8 +45,9 @@ from ssl_core.errors import DataError
 from ssl_core.files import SHARD_SUFFIXES, iter_files
 
 __all__ = [
-    "RawSample", "WebDatasetStream", "expand_urls", "is_remote", "iter_shard_samples", "iter_tar_samples",
-    "load_samples", "open_url", "shuffle_buffer", "split_key",
+    "PIPE_ENV", "RawSample", "WebDatasetStream", "check_pipe_allowed", "expand_urls", "is_remote",
+    "iter_shard_samples", "iter_tar_samples", "load_samples", "never_run_pipes", "open_url", "shuffle_buffer",
+    "split_key",
 ]
 
 RawSample = dict[str, Any]
@@ -57,6 +62,50 @@ _BRACES = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"(\d+)\.\.(\d+)")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CHUNK = 1 << 16
+
+
+# ---------------------------------------------------------------------- running commands: opt-in only
+PIPE_ENV = "SSLKIT_ALLOW_PIPE"
+"""Environment variable that allows ``pipe:`` shard commands when set to ``1`` (``ssl run
+--allow-pipe`` sets it, so DataLoader workers and torchrun ranks inherit it)."""
+_NEVER_RUN_PIPES = False  # set by never_run_pipes(): ssl eval / ssl report
+
+
+@contextlib.contextmanager
+def never_run_pipes() -> Iterator[None]:
+    """Within this block no ``pipe:`` command runs, whatever the environment says (``ssl eval``).
+
+    Datasets may still be *built* from ``pipe:`` specs (``ssl eval`` rebuilds a run's training
+    stream but never reads it); opening one raises :class:`~ssl_core.errors.DataError`."""
+    global _NEVER_RUN_PIPES
+    before, _NEVER_RUN_PIPES = _NEVER_RUN_PIPES, True
+    try:
+        yield
+    finally:
+        _NEVER_RUN_PIPES = before
+
+
+def check_pipe_allowed(url: str) -> None:
+    """Raise :class:`~ssl_core.errors.DataError` if ``url`` is a ``pipe:`` spec that may not run.
+
+    A shard spec can come from a config file or a downloaded run folder, and ``pipe:`` runs its
+    text in a shell: that needs the user's explicit opt-in on the command line or in the
+    environment, never a file's say-so."""
+    if not url.startswith("pipe:"):
+        return
+    command = url[len("pipe:"):].strip()
+    if _NEVER_RUN_PIPES:
+        raise DataError(
+            f"Not running the shard command {command!r} (from {url!r}): `ssl eval` and `ssl report` never run "
+            "pipe: commands. Copy those shards to a local folder and point the run's config.yaml at them "
+            "(e.g. dataset_kwargs.eval_path)."
+        )
+    if os.environ.get(PIPE_ENV, "").strip() != "1":
+        raise DataError(
+            f"The shard spec {url!r} would run the shell command {command!r}. Commands from pipe: specs run only "
+            f"when you allow them: pass --allow-pipe to `ssl run`, or set {PIPE_ENV}=1 in the environment "
+            "(a config file alone cannot). Check the command first if the spec came from someone else's file."
+        )
 
 
 # ---------------------------------------------------------------------- names -> shard list
@@ -153,6 +202,7 @@ class _PipeStream(io.RawIOBase):
     """
 
     def __init__(self, url: str) -> None:
+        check_pipe_allowed(url)  # the one place a command is started: never without the opt-in
         super().__init__()
         self.url = url
         self.command = url[len("pipe:"):].strip()
@@ -429,6 +479,9 @@ class WebDatasetStream(ResumableStream):
             urls = expand_urls(urls)
         if not urls:
             raise DataError(f"WebDatasetStream needs at least one shard URL. {SPEC_HELP}")
+        if not _NEVER_RUN_PIPES:  # refuse before training starts, not in a DataLoader worker
+            for url in urls:  # (ssl eval builds a run's stream but never reads it: opening still refuses)
+                check_pipe_allowed(url)
         if samples_per_epoch is not None and samples_per_epoch <= 0:
             raise DataError(f"samples_per_epoch must be positive, got {samples_per_epoch}.")
         self.urls = list(urls)

@@ -228,9 +228,10 @@ def _check_state_dict(h: ObjectiveHarness) -> None:
     torch.save(a.objective.state_dict(), buf)
     buf.seek(0)
     try:
-        b.objective.load_state_dict(torch.load(buf, weights_only=False))
+        b.objective.load_state_dict(torch.load(buf, weights_only=True))
     except Exception as exc:
-        raise _fail("state-dict-round-trip", h.name, f"load_state_dict failed: {exc}") from exc
+        raise _fail("state-dict-round-trip", h.name, f"the state dict does not round-trip through torch.save and "
+                    f"torch.load(weights_only=True) (keep only tensors and plain values in it): {exc}") from exc
     a.objective.eval()
     b.objective.eval()
     with torch.no_grad():

@@ -9,12 +9,14 @@ Event order of one optimiser step (the contract objectives and callbacks can rel
         with autocast(precision):  out = objective.training_step(batch, step_info)
         backward(out["loss"] / grad_accum)          # gradients averaged over ranks on the last one
     agree over ranks on the mean loss and on a stop request
-    if the loss is not finite: apply nan_policy (skip the update, or stop)
+    if the loss is not finite: apply nan_policy (skip: no update, buffers the forward changed
+                               are restored from a copy taken before it; or stop)
     else: objective.on_before_optimizer_step(step_info)     # drop grads of frozen-for-now layers
           unscale (fp16) -> clip grad norm -> optimizer.step() -> zero_grad
           objective.on_after_optimizer_step(step_info)      # EMA / momentum teachers
     every log_every steps: send a metrics record to the loggers (metrics.jsonl, ...); every health_every: embedding health
-    every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint
+    every checkpoint_every steps (and at the end, and on SIGTERM/SIGINT): atomic checkpoint,
+                               never of a state holding NaN/inf
 
 Because data order depends only on (seed, epoch) and every random draw inside a step depends
 only on (seed, step), a run resumed from a checkpoint repeats the uninterrupted run exactly.
@@ -36,10 +38,10 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from ssl_core.checkpoint import atomic_torch_save, load_checkpoint
+from ssl_core.checkpoint import atomic_torch_save, first_non_finite, load_checkpoint
 from ssl_core.config import TrainConfig
 from ssl_core.data import POSITION_KEY, WORKER_KEY, EpochSampler, ResumableStream, default_collate, move_to_device
-from ssl_core.errors import ConfigError, DataError, NonFiniteLossError
+from ssl_core.errors import ConfigError, DataError, NonFiniteLossError, WriteError
 from ssl_core.evaluators.health import HealthEvaluator
 from ssl_core.evaluators.knn import KNNEvaluator
 from ssl_core.interfaces import DataModule, Objective, StepInfo
@@ -115,7 +117,7 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:  # a second signal: give up immediately
-            raise KeyboardInterrupt
+            raise TrainingAborted(signum)
         self.signum = signum
 
     def __exit__(self, *exc: Any) -> None:
@@ -136,6 +138,29 @@ def _loader_worker_init(worker_id: int) -> None:
 
 class TrainingInterrupted(Exception):
     """Raised after a SIGTERM/SIGINT once the checkpoint is safely written."""
+
+
+class TrainingAborted(BaseException):
+    """A second SIGTERM/SIGINT while the first was being handled: training stops at once.
+
+    Raised from the signal handler, wherever the step is; a ``BaseException`` (like
+    ``KeyboardInterrupt``) so that no ``except Exception`` on the way swallows it, but not a
+    ``KeyboardInterrupt``, which the CLI framework would turn into a bare exit code. Checkpoints
+    are written atomically, so the last one on disk is whole; the command line prints this
+    message and exits with status ``128 + signum``.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"Stopped at once by a second {name}, without a new checkpoint. The last checkpoint written "
+            "(checkpoints/last.pt) is complete; continue from it with --resume."
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class Trainer:
@@ -182,6 +207,7 @@ class Trainer:
                 f"grad_accum x processes ({config.grad_accum} x {self.world_size})."
             )
         self.micro_batch = config.batch_size // config.grad_accum // self.world_size
+        _check_contrast_batch(objective, self.micro_batch, self.world_size, config)
         self.stream = data.train if isinstance(data.train, ResumableStream) else None
         # where each rank's stream workers are (raw items read), saved in checkpoints
         self.stream_epoch = 0
@@ -222,6 +248,7 @@ class Trainer:
         self.step = 0
         self.skipped_steps = 0
         self._bad_in_a_row = 0
+        self._saved_step: int | None = None  # step of the last checkpoint written or loaded
         self._health = HealthEvaluator(max_samples=256)
         self._probe = KNNEvaluator()
 
@@ -246,8 +273,19 @@ class Trainer:
         model_state = self.full_objective_state()
         optim_state = self.strategy.optimizer_state(self.optimizer)
         stream_state = self._gather_stream_state() if self.stream is not None else None
+        bad = first_non_finite({"objective": model_state, "optimizer": optim_state})
+        # every rank must agree (collective), or the others would wait in the barrier
+        if self.strategy.any_rank(bad is not None) and bad is None:
+            bad = "a tensor on another rank"
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"Not writing the checkpoint of step {self.step}: {bad} holds NaN or inf values (training "
+                f"diverged). {self._kept_checkpoint()} Lower --lr, set train.clip_grad, or use precision fp32, "
+                "then --resume."
+            )
         if not self.is_main:
             self.strategy.barrier()
+            self._saved_step = self.step
             return
         state = {
             "step": self.step,
@@ -257,12 +295,23 @@ class Trainer:
             "optimizer_format": self.strategy.optimizer_format,
             "scaler": self.scaler.state_dict(),
             "skipped_steps": self.skipped_steps,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),  # a plain str: loads with weights_only=True
             "world_size": self.world_size,
             "stream": stream_state,
         }
-        atomic_torch_save(state, self.checkpoint_path)
+        try:
+            atomic_torch_save(state, self.checkpoint_path)
+        except WriteError as exc:
+            raise WriteError(f"Checkpoint of step {self.step} not written. {exc} {self._kept_checkpoint()} "
+                             "Continue with --resume once there is room.") from exc.__cause__
+        self._saved_step = self.step
         self.strategy.barrier()
+
+    def _kept_checkpoint(self) -> str:
+        """Which checkpoint a user can resume from, for error messages."""
+        if self._saved_step is None:
+            return "No checkpoint of this run was written yet."
+        return f"The checkpoint of step {self._saved_step} ({self.checkpoint_path}) is kept."
 
     def _gather_stream_state(self) -> dict[str, Any]:
         """Every rank's stream worker positions (collective when distributed)."""
@@ -281,6 +330,7 @@ class Trainer:
         if path is None or not path.exists():
             raise DataError(f"No checkpoint to resume from at {path}. Start without --resume.")
         state = load_checkpoint(path, map_location=self.strategy.checkpoint_map_location)
+        self.check_resume_step(int(state["step"]), path)
         saved_format, wanted = state.get("optimizer_format", "torch"), self.strategy.optimizer_format
         if saved_format != wanted:
             kind = {"by_name": "FSDP", "torch": "single-process or DDP"}
@@ -295,7 +345,16 @@ class Trainer:
             self._restore_stream_state(state.get("stream"), path)
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self._saved_step = self.step
         return self.step
+
+    def check_resume_step(self, step: int, path: Path) -> None:
+        """Refuse a resume whose checkpoint is already past this run's total steps."""
+        if step > self.total_steps:
+            raise ConfigError(
+                f"{path} is at step {step}, past this run's {self.total_steps} total steps: a run cannot "
+                f"go back. Resume with --steps {step + 1} or more to train longer, or start a new run."
+            )
 
     def _restore_stream_state(self, saved: dict[str, Any] | None, path: Path) -> None:
         if not saved:
@@ -421,7 +480,7 @@ class Trainer:
                     self.step += 1
                     bar.update(1)
                     done = self.step == self.total_steps
-                    if self._log_due(start_step, done, stop_everywhere):
+                    if self._log_due(start_step, done, stop_everywhere) or "skipped" in logs:
                         now = time.perf_counter()
                         record = {"step": self.step, "epoch": epoch, "loss": loss, **logs,
                                   "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
@@ -456,7 +515,8 @@ class Trainer:
         return bool(every and self.step % every == 0)
 
     def _log_due(self, start_step: int, done: bool, stopping: bool) -> bool:
-        """Log every ``log_every`` steps, the first and last step, on a stop, and with any evaluation."""
+        """Log every ``log_every`` steps, the first and last step, on a stop, and with any evaluation
+        (and, in :meth:`fit`, every skipped step, so the messages' step numbers are in metrics.jsonl)."""
         cfg = self.cfg
         return (self._due(cfg.log_every) or done or self.step == start_step + 1 or stopping
                 or self._due(cfg.probe_every) or self._due(cfg.health_every))
@@ -484,6 +544,9 @@ class Trainer:
         lr, wd = apply_schedules(self.optimizer, cfg, info.step, self.total_steps)
         total_loss = torch.zeros((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
+        # the forward updates buffers (BatchNorm statistics, DINO's centre) before the loss is
+        # known to be finite: keep a copy to put back if the step is skipped
+        buffers = _snapshot_buffers(self.objective) if cfg.nan_policy == "skip" else []
         for i, batch in enumerate(micro):
             batch = move_to_device(batch, self.device, non_blocking=True)
             # gradients are all-reduced once per step, on the last micro-batch
@@ -500,14 +563,19 @@ class Trainer:
         # every rank must agree on skipping a non-finite step and on stopping
         loss_value, stop = self.strategy.agree(total_loss, stop_requested)
         if not math.isfinite(loss_value):
+            _restore_buffers(buffers)
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             self._bad_in_a_row += 1
             if cfg.nan_policy == "stop" or self._bad_in_a_row > cfg.max_bad_steps:
+                last = info.step + 1  # metrics.jsonl numbers a step by the count done after it
+                first = last - self._bad_in_a_row + 1
+                where = f"step {last}" if first == last else f"steps {first}-{last} ({self._bad_in_a_row} in a row)"
+                why = ("nan_policy=stop" if cfg.nan_policy == "stop"
+                       else f"nan_policy=skip tolerates max_bad_steps={cfg.max_bad_steps} in a row")
                 raise NonFiniteLossError(
-                    f"Loss became {loss_value} at step {info.step} (nan_policy={cfg.nan_policy}, "
-                    f"{self._bad_in_a_row} bad step(s) in a row). The last good checkpoint is kept; "
-                    "lower --lr, enable train.clip_grad, or use precision fp32, then --resume."
+                    f"Loss was {loss_value} at {where} (step numbers as in metrics.jsonl); {why}. "
+                    f"{self._kept_checkpoint()} Lower --lr, set train.clip_grad, or use precision fp32, then --resume."
                 )
             return loss_value, {"lr": lr, "weight_decay": wd, "skipped": 1.0}, stop
         self._bad_in_a_row = 0
@@ -520,6 +588,32 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.objective.on_after_optimizer_step(info)
         return loss_value, {"lr": lr, "weight_decay": wd, **{k: float(v) for k, v in logs.items()}}, stop
+
+
+def _snapshot_buffers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.Tensor]]:
+    """(module, name, copy) of every buffer of ``module``, to undo a skipped step's forward."""
+    return [(m, name, b.detach().clone()) for m in module.modules() for name, b in m._buffers.items() if b is not None]
+
+
+@torch.no_grad()
+def _restore_buffers(saved: list[tuple[torch.nn.Module, str, torch.Tensor]]) -> None:
+    """Copy the saved values back in place (DDP keeps references to the buffer tensors)."""
+    for m, name, value in saved:
+        getattr(m, name).copy_(value)
+
+
+def _check_contrast_batch(objective: Objective, micro_batch: int, world_size: int, cfg: TrainConfig) -> None:
+    """Objectives with in-batch negatives declare ``min_batch_size``; a smaller batch has nothing
+    to contrast against, so its loss would be constant and nothing would be learnt."""
+    need = int(getattr(objective, "min_batch_size", 1) or 1)
+    contrast = micro_batch * world_size  # negatives are gathered across ranks, per micro-batch
+    if contrast < need:
+        accum = f" / train.grad_accum {cfg.grad_accum}" if cfg.grad_accum > 1 else ""
+        raise ConfigError(
+            f"{type(objective).__name__} contrasts each sample with the others in its batch and needs at least "
+            f"{need} samples per micro-batch; this run has {contrast} (--batch-size {cfg.batch_size}{accum}). "
+            f"Use --batch-size {need * cfg.grad_accum} or more (the method works best with hundreds)."
+        )
 
 
 class StreamCollate:

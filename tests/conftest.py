@@ -43,10 +43,10 @@ def ssl_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """
     from ssl_core.cli import main
 
-    def run(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    def run(*args: object, env: dict[str, str] | None = None) -> CliResult:
         out, err = io.StringIO(), io.StringIO()
         with monkeypatch.context() as m:
-            m.setattr(sys, "argv", ["ssl", *args])
+            m.setattr(sys, "argv", ["ssl", *map(str, args)])  # paths as the shell would pass them
             for key, value in (env or {}).items():
                 m.setenv(key, value)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -53,6 +53,12 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    except BaseException as exc:  # a second stop signal: TrainingAborted is not an Exception
+        trainer = sys.modules.get("ssl_core.trainer")
+        if trainer is not None and isinstance(exc, trainer.TrainingAborted):
+            typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+            sys.exit(exc.exit_code)
+        raise
 
 
 def _is_interruption(exc: BaseException) -> bool:

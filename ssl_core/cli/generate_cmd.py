@@ -26,18 +26,16 @@ def generate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
 ) -> None:
     """Continue PROMPT with text sampled from the language model trained in RUN_DIR."""
-    import torch
-
     from ssl_core.errors import ConfigError, DataError
     from ssl_core.registry import get_registry
-    from ssl_core.runner import CONFIG_FILE, ENCODER_FILE
+    from ssl_core.runner import CONFIG_FILE, ENCODER_FILE, load_encoder_file
     from ssl_core.trainer import resolve_device
 
     enc_path = run_dir / ENCODER_FILE
     for p in (run_dir / CONFIG_FILE, enc_path):
         if not p.exists():
             raise DataError(f"{p} is missing: is {run_dir} a finished `ssl run` directory?")
-    state = torch.load(enc_path, map_location="cpu", weights_only=False)
+    state = load_encoder_file(enc_path)
     spec = get_registry().get("encoder", state["encoder"], modality=state.get("modality"))
     encoder = spec.build(**state["encoder_kwargs"])
     encoder.load_state_dict(state["state_dict"])

@@ -66,6 +66,6 @@ def _show(spec, registry) -> None:  # type: ignore[no-untyped-def]
     if spec.kind == "objective":
         from ssl_core.resolve import resolve_config
 
-        cfg = resolve_config(spec.name, registry=registry)
+        cfg = resolve_config(spec.name, registry=registry, check_kwargs=False)  # imports nothing
         typer.echo("\nDefault config (override with --config FILE or --set key=value):\n")
         typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

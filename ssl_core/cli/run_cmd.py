@@ -43,6 +43,8 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<modality>-<objective>-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run already in --out and start a new one there (without it, a folder holding a run is refused)."),
+    allow_pipe: bool = typer.Option(False, "--allow-pipe", help="Let 'pipe:COMMAND' shard specs run their shell commands (same as SSLKIT_ALLOW_PIPE=1); a config file alone never can."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip evaluation after training."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Processes on this machine (DDP via torchrun; one per GPU)."),
@@ -60,15 +62,28 @@ def run(
     The run directory receives config.yaml (the resolved config), metrics.jsonl,
     checkpoints/last.pt, encoder.pt and eval.json; --logger sends the same to TensorBoard,
     MLflow or W&B. --init starts the encoder from weights you have (nothing is downloaded).
+    One run, one folder: a folder that already holds a run is refused unless --resume or
+    --overwrite is given, and a running run locks its folder (run.lock) against a second process.
     """
+    from ssl_core.errors import ConfigError
+    from ssl_core.rundir import check_fresh_run_dir, check_not_locked
     from ssl_core.runner import CONFIG_FILE, default_run_dir, resolve_config, run_experiment
+    from ssl_core.streaming import PIPE_ENV
 
+    if resume and out is None:
+        raise ConfigError("--resume needs --out RUN_DIR: the folder of the run to continue.")
+    if allow_pipe:  # the environment carries the opt-in to DataLoader workers and torchrun ranks
+        os.environ[PIPE_ENV] = "1"
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         # re-launch this same command under torchrun; every rank must share one run directory
         cfg = resolve_config(objective, modality, config or (out / CONFIG_FILE if resume and out else None), {})
         argv = _strip_option(sys.argv[1:], "--nproc-per-node")
+        run_dir = out or (Path(cfg.out) if cfg.out else default_run_dir(cfg))
+        # refuse here rather than in every rank; rank 0 takes the lock itself, so none is taken now
+        check_fresh_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        check_not_locked(run_dir)
         if out is None:
-            argv += ["--out", str(default_run_dir(cfg))]
+            argv += ["--out", str(run_dir)]
         from ssl_core.launch import launch  # forwards SIGTERM/SIGINT, reports the failed rank
 
         raise typer.Exit(launch(nproc_per_node, argv))
@@ -91,15 +106,14 @@ def run(
     from ssl_core.config import nest
 
     if resume:
-        if out is None:
-            raise typer.BadParameter("--resume needs --out RUN_DIR (the run to continue).")
         config = config or (out / CONFIG_FILE)
     cfg = resolve_config(objective, modality, config, nest(overrides))
     cfg.loggers = list(dict.fromkeys([*cfg.loggers, *logger]))  # --logger adds to the config's list
+    cfg.out = cfg.out or str(default_run_dir(cfg))
     if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process
         typer.echo(f"Training {cfg.objective} ({cfg.modality}) with encoder {cfg.encoder} on "
-                   f"{cfg.data or 'built-in data: ' + cfg.dataset}", err=True)
-    outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval)
+                   f"{cfg.data or 'built-in data: ' + cfg.dataset}, into {cfg.out}", err=True)
+    outcome = run_experiment(cfg, resume=resume, evaluate=not no_eval, overwrite=overwrite)
     if "LOCAL_RANK" in os.environ and os.environ.get("RANK", "0") != "0":
         return  # rank 0 reports
     typer.echo(f"Run directory: {outcome.run_dir}")

@@ -78,7 +78,8 @@ def test_unlabelled_eval_shards_give_a_retrieval_split(pair_shards: Path, write_
         captions_wds_stream(str(pair_shards / "train-001.tar"), eval_path=str(pair_shards / "plain.tar"), eval_samples=2)
 
 
-def test_short_clip_run_on_streamed_shards(pair_shards: Path, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+def test_short_clip_run_on_streamed_shards(pair_shards: Path, tmp_path: Path, registry, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SSLKIT_ALLOW_PIPE", "1")  # the pipe: spec below is the test's own
     from ssl_core.runner import resolve_config, run_experiment
 
     cfg = resolve_config("clip", registry=registry, overrides={

@@ -73,7 +73,7 @@ def test_experiment_folder_has_config_encoders_and_evaluation(tmp_path) -> None:
     import yaml
 
     from ssl_core.experiment import read_experiment
-    from ssl_core.runner import load_encoder_file
+    from ssl_core.runner import encoder_from_file
 
     out = tmp_path / "exp"
     exp = _experiment_run(out)
@@ -85,7 +85,7 @@ def test_experiment_folder_has_config_encoders_and_evaluation(tmp_path) -> None:
     assert yaml.safe_load((out / "experiment.yaml").read_text())["train"]["steps"] == 20
     # one exported encoder per named encoder (the shared one once), rebuildable by name
     assert sorted(p.name for p in (out / "encoders").iterdir()) == ["b.encoder.pt", "shared.pt"]
-    shared = load_encoder_file(out / "encoders" / "shared.pt")
+    shared = encoder_from_file(out / "encoders" / "shared.pt")
     for k, v in exp.encoders["shared"].state_dict().items():
         assert torch.equal(shared.state_dict()[k], v.cpu())
     metrics = json.loads((out / "eval.json").read_text())

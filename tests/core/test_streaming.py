@@ -122,7 +122,8 @@ def test_expand_urls_errors_name_the_spec_and_the_fix(shards: Path, tmp_path: Pa
 
 
 # ---------------------------------------------------------------------- sources
-def test_path_http_and_pipe_give_identical_samples(shards: Path, http_root: str) -> None:
+def test_path_http_and_pipe_give_identical_samples(shards: Path, http_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSLKIT_ALLOW_PIPE", "1")  # the pipe: specs here are the test's own
     names = [f"part-{i:06d}.tar" for i in range(3)]
     local = load_samples([str(shards / n) for n in names], dict, 1000)
     over_http = load_samples(expand_urls(http_root + "/part-{000000..000002}.tar"), dict, 1000)
@@ -137,7 +138,8 @@ def test_path_http_and_pipe_give_identical_samples(shards: Path, http_root: str)
     assert load_samples(str(shards), drop_every_fifth, 4) == [s for s in local if drop_every_fifth(s)][:4]
 
 
-def test_stopping_early_ends_a_pipe_without_error(shards: Path) -> None:
+def test_stopping_early_ends_a_pipe_without_error(shards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSLKIT_ALLOW_PIPE", "1")  # the pipe: specs here are the test's own
     url = f"pipe:cat {shards / 'part-000002.tar'}"
     it = iter_shard_samples(url)
     assert next(it)["__key__"] == "s2_000"
@@ -145,7 +147,8 @@ def test_stopping_early_ends_a_pipe_without_error(shards: Path) -> None:
     assert len(load_samples([url], dict, 2)) == 2
 
 
-def test_source_errors_name_the_url_or_command(shards: Path, http_root: str, tmp_path: Path) -> None:
+def test_source_errors_name_the_url_or_command(shards: Path, http_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSLKIT_ALLOW_PIPE", "1")  # the pipe: specs here are the test's own
     with pytest.raises(DataError, match="Could not open shard .*gone.tar"):
         open_url(str(tmp_path / "gone.tar"))
     url = http_root + "/part-000099.tar"

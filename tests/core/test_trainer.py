@@ -115,7 +115,8 @@ def test_nan_step_is_skipped_and_reported(tmp_path: Path) -> None:
 
 def test_nan_policy_stop_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     obj, data = _toy(nan_at_step=10)
-    with pytest.raises(NonFiniteLossError, match="at step 10"):
+    # step index 10 is the 11th step, logged as step 11 in metrics.jsonl
+    with pytest.raises(NonFiniteLossError, match=r"at step 11 \(step numbers as in metrics.jsonl\).*checkpoint of step 8"):
         Trainer(obj, data, _cfg(nan_policy="stop"), tmp_path).fit()
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
     assert state["step"] == 8

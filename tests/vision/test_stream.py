@@ -126,7 +126,8 @@ def test_eval_split_is_labelled_and_in_memory(stream_shards: Path) -> None:
     assert len(sized.train) == 24  # type: ignore[arg-type]
 
 
-def test_registry_build_grey_and_errors(stream_shards: Path, registry) -> None:  # type: ignore[no-untyped-def]
+def test_registry_build_grey_and_errors(stream_shards: Path, registry, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SSLKIT_ALLOW_PIPE", "1")  # the pipe: spec below is the test's own
     cfg = RunConfig(modality="vision", dataset="webdataset_stream", data=f"pipe:cat {stream_shards / 'train-001.tar'}",
                     dataset_kwargs={"image_size": 10, "channels": 1})
     built = build_data(cfg, registry)

@@ -156,7 +156,9 @@ def load_teacher(run_dir: str | Path) -> Wav2Vec2Encoder:
     if not path.exists():
         raise DataError(f"targets_from: {path} does not exist. Point it at a finished `ssl run` directory "
                         "(one with encoder.pt), e.g. an earlier HuBERT iteration-1 run.")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    from ssl_core.runner import load_encoder_file
+
+    state = load_encoder_file(path)  # tensors and plain values only: a crafted file cannot run code
     spec = get_registry().get("encoder", state["encoder"], modality="audio")
     teacher = spec.build(**state["encoder_kwargs"])
     if not isinstance(teacher, Wav2Vec2Encoder):

@@ -81,6 +81,8 @@ class CLIP(Objective):
     CLIP itself used only a random square crop.
     """
 
+    min_batch_size = 2  # each image's negatives are the other captions of the batch
+
     def __init__(
         self,
         encoder: Encoder,

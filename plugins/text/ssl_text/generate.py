@@ -52,7 +52,7 @@ def load_generator(run_dir: str | Path, device: str = "auto") -> tuple[Any, Any]
     from tokenizers import Tokenizer
 
     from ssl_core.registry import get_registry
-    from ssl_core.runner import CONFIG_FILE, ENCODER_FILE
+    from ssl_core.runner import CONFIG_FILE, ENCODER_FILE, load_encoder_file
     from ssl_core.trainer import resolve_device
 
     run_dir = Path(run_dir)
@@ -60,7 +60,7 @@ def load_generator(run_dir: str | Path, device: str = "auto") -> tuple[Any, Any]
     for p in (run_dir / CONFIG_FILE, enc_path, tok_path):
         if not p.exists():
             raise DataError(f"{p} is missing: is {run_dir} a finished `ssl run --modality text` directory?")
-    state = torch.load(enc_path, map_location="cpu", weights_only=False)
+    state = load_encoder_file(enc_path)
     if state.get("modality") != "text":
         raise ConfigError(f"{run_dir} holds a {state.get('modality')} encoder; text generation needs a text run.")
     spec = get_registry().get("encoder", state["encoder"], modality="text")

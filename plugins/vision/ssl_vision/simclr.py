@@ -19,6 +19,8 @@ from ssl_vision.losses import NTXentLoss
 class SimCLR(Objective):
     """SimCLR with a 2-layer projection head and NT-Xent loss."""
 
+    min_batch_size = 2  # NT-Xent needs at least one other image in the batch as a negative
+
     def __init__(
         self,
         encoder: Encoder,
