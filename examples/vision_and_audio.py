@@ -12,6 +12,8 @@ The defaults follow the wav2vec2 recipe (300 steps, LR 1e-3 decaying to 20% of i
 contrastive loss only leaves chance after about 150 steps, so a much shorter run cannot beat a
 random encoder. The digits stay as the vision set here because they keep the example fast;
 `ssl run -m vision -o simclr` shows the vision recipe on its own default data.
+Each encoder is also exported to the run folder, which works with `ssl eval`, `ssl report` and
+`ssl compare`.
 """
 
 from __future__ import annotations
@@ -38,19 +40,21 @@ def main() -> None:
     exp.add_data("speech", "spoken_words")
     exp.add_objective("simclr", "simclr", data="images")
     exp.add_objective("wav2vec2", "wav2vec2", data="speech")
-    result = exp.fit(overwrite=args.overwrite)
+    # fit() also exports each encoder to OUT/encoders/ and probes it (next to its untrained copy)
+    result = exp.fit(evaluators=["knn", "linear_probe", "health"], overwrite=args.overwrite)
     last = result.history[-1]
     print(f"steps {result.steps}: simclr/loss {last['simclr/loss']:.3f}, wav2vec2/loss {last['wav2vec2/loss']:.3f}")
     losses = []
     for task in ("simclr", "wav2vec2"):
-        m = exp.evaluate(task, evaluators=["knn", "linear_probe", "health"], compare_random=True)
-        trained, random = m["trained"], m["random"]
-        cells = ", ".join(f"{name}: trained {trained[k]:.3f}, random {random[k]:.3f}" for k, name in PROBES.items())
-        print(f"{task:<9} {cells}; effective rank {trained['effective_rank']:.1f}")
-        losses += [f"{task} {k}" for k in PROBES if trained[k] <= random[k]]
+        trained, random = exp.metrics["trained"], exp.metrics["random"]
+        cells = ", ".join(f"{name}: trained {trained[f'{task}.encoder/{k}']:.3f}, random {random[f'{task}.encoder/{k}']:.3f}"
+                          for k, name in PROBES.items())
+        print(f"{task:<9} {cells}; effective rank {trained[f'{task}.encoder/effective_rank']:.1f}")
+        losses += [f"{task} {k}" for k in PROBES if trained[f"{task}.encoder/{k}"] <= random[f"{task}.encoder/{k}"]]
     if losses:
         print("WARNING: the trained encoder does not beat the random one on: " + ", ".join(losses)
               + (" (train longer: --steps)" if args.steps < 300 else ""))
+    print(f"run folder: {args.out} (try `ssl report {args.out}`)")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: atomic_write_text serves light modules too
+    import torch
 
 from ssl_core.errors import DataError, WriteError
 
@@ -91,6 +92,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` atomically."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     _atomic_write_bytes(path, buf.getvalue())
@@ -105,6 +108,8 @@ def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", 
     corrupt file, and for one that holds Python objects other than tensors and plain values
     (unpickling those could run code, so they are refused, never loaded).
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"The {what} {path} does not exist.")
@@ -112,7 +117,7 @@ def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", 
         raise DataError(f"The {what} {path} is empty (0 bytes): the write that made it did not finish "
                         f"(a full disk, or a copy cut short). {fix}".rstrip())
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_safe_globals()):
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols say nothing to users
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
@@ -137,9 +142,13 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-# Checkpoints written before the torch version was stored as a plain string hold a TorchVersion
-# (a str subclass with comparison methods): allowed so those checkpoints still resume.
-_SAFE_GLOBALS: list[Any] = [torch.torch_version.TorchVersion]
+def _safe_globals() -> list[Any]:
+    """Classes a checkpoint may hold besides tensors and plain values. Checkpoints written before
+    the torch version was stored as a plain string hold a TorchVersion (a str subclass with
+    comparison methods): allowed so those checkpoints still resume."""
+    import torch
+
+    return [torch.torch_version.TorchVersion]
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
@@ -156,6 +165,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: 
 
 def first_non_finite(state: Any, prefix: str = "") -> str | None:
     """The name of the first floating-point tensor in a (nested) state holding NaN or inf."""
+    import torch
+
     if isinstance(state, torch.Tensor):
         if (state.is_floating_point() or state.is_complex()) and not bool(torch.isfinite(state).all()):
             return prefix or "tensor"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -62,8 +63,11 @@ class TrainConfig:
     """Save a resumable checkpoint every N steps (and always at the end); 0 = only at the end."""
     health_every: int = 50
     """Measure embedding std / effective rank every N steps (0 = never)."""
-    probe_every: int = 0
-    """Run a kNN probe on the labelled split every N steps, logged as ``probe/knn_top1`` (0 = never)."""
+    probe_every: int | None = None
+    """Run a kNN probe on the labelled split every N steps, logged as ``probe/knn_top1`` (0 = never;
+    ``None``: ``probe_points`` evenly spaced probes, so ``ssl report`` shows learning)."""
+    probe_points: int = 4
+    """In-training kNN probes when ``probe_every`` is ``None`` (set when a run starts)."""
     num_workers: int = 0
     """DataLoader worker processes."""
     num_threads: int | None = None
@@ -302,6 +306,14 @@ def validate_choices(cfg: RunConfig) -> None:
         raise ConfigError(f"train.steps must be at least 1, got {t.steps}.")
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be positive, got {t.lr}.")
+
+
+def resolve_probe_every(train: TrainConfig, total_steps: int) -> None:
+    """Turn ``probe_every: None`` into a step interval giving ``probe_points`` evenly spaced
+    in-training probes (the last at the final step); 0 when no probe is wanted."""
+    if train.probe_every is None:
+        points = max(0, train.probe_points)
+        train.probe_every = 0 if points == 0 else max(1, math.ceil(total_steps / points))
 
 
 def save_yaml(cfg: RunConfig, path: Path) -> None:

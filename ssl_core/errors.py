@@ -19,7 +19,8 @@ class UnknownComponentError(SSLKitError, KeyError):
         msg = f"Unknown {kind} '{name}'."
         if close:
             msg += f" Did you mean '{close[0]}'?"
-        msg += f" Known {kind}s: {', '.join(known) if known else '(none registered)'}."
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+        msg += f" Known {plural}: {', '.join(known) if known else '(none registered)'}."
         if hint:
             msg += " " + hint
         self.kind, self.name, self.known, self.suggestion = kind, name, known, close[0] if close else None

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from ssl_core.errors import DataError
 from ssl_core.extras import require
+from ssl_core.files import HF_SUFFIXES, iter_files
 
 TEST_SPLITS = ("test", "validation", "valid", "dev")
 
@@ -68,9 +69,9 @@ def open_hf(path: str | Path | None, split: str = "train", test_split: str | Non
                         f"{root} (save_to_disk, split '{split}'" + (f", held-out '{test_name}')" if test_name else ")"))
     if root.is_dir() and (root / "state.json").is_file():
         return HFSplits(ds_mod.load_from_disk(str(root)), None, f"{root} (save_to_disk)")
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in (".arrow", ".parquet"))
-    arrow = [str(p) for p in files if p.suffix == ".arrow"]
-    parquet = [str(p) for p in files if p.suffix == ".parquet"]
+    files = [root] if root.is_file() else sorted(iter_files(root, HF_SUFFIXES))  # the readers' shared walk
+    arrow = [str(p) for p in files if p.suffix.lower() == ".arrow"]
+    parquet = [str(p) for p in files if p.suffix.lower() == ".parquet"]
     if arrow and not parquet:
         table = ds_mod.concatenate_datasets([ds_mod.Dataset.from_file(f) for f in arrow])
         return HFSplits(table, None, f"{len(arrow)} Arrow file(s) under {root}")

@@ -123,7 +123,7 @@ def init_encoder(encoder: Encoder, path: str | Path, registry: Any = None, allow
     state, fmt = read_state(path)
     registry = registry or get_registry()
     candidates: list[Exporter] = [_Identity()]
-    for spec in registry.list("exporter"):
+    for spec in registry.list("exporter", modality=encoder.modality or None):  # imports only this modality's
         exporter = spec.build()
         if exporter.supports(encoder) is None:
             candidates.append(exporter)

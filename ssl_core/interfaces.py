@@ -225,6 +225,10 @@ class Evaluator(abc.ABC):
     name: str = ""
     needs_labels: bool = True
     """False for evaluators that work on unlabelled data (health, retrieval on held-out pairs)."""
+    required_keys: tuple[str, ...] = ()
+    """Sample fields the evaluator reads itself, besides what ``encoder.embed`` reads (e.g.
+    ``("image",)`` to draw pictures). The runner checks them against the data before training,
+    as it checks the evaluator's registered modality, so a mismatch fails before any step."""
     out_dir: "Path | None" = None
     """Set by the runner to the run directory before :meth:`evaluate`; evaluators that write
     pictures (nearest-neighbour grids, ...) put them there. ``None`` means write nothing."""

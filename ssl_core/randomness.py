@@ -3,12 +3,13 @@
 The Trainer seeds one generator per optimiser step from ``(seed, step)`` only, so every rank
 holds the same generator state. :class:`StepGenerator` also knows which rows of the global
 (micro-)batch this process holds (:class:`BatchShard`). Augmenters and maskers draw through the
-two helpers below, and sample ``i`` of a global batch then gets the same views and masks
+helpers below, and sample ``i`` of a global batch then gets the same views and masks
 whether one process or eight share that batch, and whether the run was resumed or not.
 
 - :func:`sample_rand`: uniform values with a fixed shape per sample (crop boxes, flip coins,
-  colour factors, MAE's patch noise). Drawn for the global batch, then sliced: each rank draws
-  ``world_size`` times its own share of these few numbers, which is cheap.
+  colour factors, MAE's patch noise); :func:`sample_randn` the same as normal values (jitter).
+  Drawn for the global batch, then sliced: each rank draws ``world_size`` times its own share
+  of these few numbers, which is cheap.
 - :func:`sample_keys` + :func:`keyed_uniform`: values whose count per sample depends on the
   data (one per token of a padded text row, per audio frame, per masked frame). Each sample
   gets an integer key from the generator (drawn like :func:`sample_rand`), and value ``j`` of
@@ -88,6 +89,15 @@ def sample_rand(generator: torch.Generator | None, shape: Sequence[int], device:
     """
     return _global_then_slice(
         generator, shape, lambda s: torch.rand(s, generator=generator, device=device, dtype=dtype))
+
+
+def sample_randn(generator: torch.Generator | None, shape: Sequence[int], device: torch.device | str | None = None,
+                 dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal values of ``shape``, one row per sample, like :func:`sample_rand` (whose
+    uniforms it turns into normals with the Box-Muller transform, Box & Muller 1958)."""
+    u = sample_rand(generator, (*shape, 2), device, torch.float64 if dtype == torch.float64 else torch.float32)
+    radius = torch.sqrt(-2.0 * torch.log1p(-u[..., 0]))  # 1 - u is in (0, 1]: the log is finite
+    return (radius * torch.cos(2 * torch.pi * u[..., 1])).to(dtype)
 
 
 def sample_keys(generator: torch.Generator | None, rows: int, device: torch.device | str | None = None) -> Tensor:

@@ -1,7 +1,8 @@
 """One run, one folder: refuse to mix a new run into an old one, and lock a run while it is written.
 
 - :func:`check_fresh_run_dir` refuses to start a fresh run in a folder that already holds a run
-  (``config.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``encoder.pt`` or ``eval.json``) unless
+  (``config.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``encoder.pt`` or ``eval.json``; an
+  Experiment's ``experiment.yaml`` or ``encoders/``) unless
   the caller resumes it or asked to overwrite it; :func:`clear_run_dir` does the overwriting.
 - :class:`RunLock` is an exclusive lock on ``RUN_DIR/run.lock`` held while a process writes the
   run. It is an ``flock`` on the file, so the kernel releases it on any exit, ``kill -9``
@@ -25,7 +26,7 @@ from typing import Any
 from ssl_core.errors import ConfigError, RunDirError
 
 LOCK_FILE = "run.lock"
-RUN_MARKERS = ("config.yaml", "metrics.jsonl", "checkpoints", "encoder.pt", "eval.json")
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "checkpoints", "encoder.pt", "eval.json", "experiment.yaml", "encoders")
 """Entries whose presence means a folder holds an sslkit run."""
 
 try:  # POSIX; elsewhere runs are not locked (a warning says so once)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import difflib
 import inspect
 import json
 import os
-import typing
-from dataclasses import dataclass
+import sys
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -21,126 +21,21 @@ import torch
 import yaml
 
 from ssl_core.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, load_torch_file
-from ssl_core.config import RunConfig, coerce_value, from_dict, load_file, merge, save_yaml, validate_choices
+from ssl_core.config import RunConfig, from_dict, resolve_probe_every, save_yaml
 from ssl_core.errors import ConfigError, DataError, SSLKitError
 from ssl_core.evaluators.features import shared_features
-from ssl_core.hf_data import looks_like_hf_dataset
-from ssl_core.interfaces import DataModule, Encoder, Objective
+from ssl_core.interfaces import DataModule, Encoder, Evaluator, Objective
 from ssl_core.loggers import LoggerGroup
 from ssl_core.loggers.run import log_run_outputs, open_loggers
-from ssl_core.registry import Registry, get_registry
+from ssl_core.registry import Registry, article, get_registry
+from ssl_core.resolve import check_component_kwargs, resolve_config  # noqa: F401  (re-exported)
 from ssl_core.rundir import RunLock, check_fresh_run_dir, clear_run_dir, launched_rank
 from ssl_core.trainer import Trainer, TrainingInterrupted, TrainResult
 
 ENCODER_FILE = "encoder.pt"
 EVAL_FILE = "eval.json"
+EVAL_ERRORS_FILE = "eval_errors.json"
 CONFIG_FILE = "config.yaml"
-
-
-def resolve_config(
-    objective: str | None = None,
-    modality: str | None = None,
-    config_file: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    registry: Registry | None = None,
-) -> RunConfig:
-    """Merge defaults < objective recipe < config file < overrides into a validated RunConfig."""
-    registry = registry or get_registry()
-    file_data = _without_saved_out(load_file(config_file), config_file) if config_file else {}
-    overrides = dict(overrides or {})
-    objective = objective or overrides.get("objective") or file_data.get("objective")
-    modality = modality or overrides.get("modality") or file_data.get("modality") or None
-    if not objective:
-        names = ", ".join(s.name for s in registry.list("objective", modality=modality))
-        raise ConfigError(f"Name an objective with --objective (available: {names or 'none installed'}).")
-    spec = registry.get("objective", objective, modality=modality)
-    base = {"modality": spec.modality, "objective": objective}
-    base = merge(base, {k: v for k, v in spec.recipe.items() if v is not None})
-    for part in ("encoder", "augmenter", "dataset"):
-        # the recipe's settings belong to the recipe's component: another one may not accept them
-        chosen = overrides.get(part) or file_data.get(part)
-        if chosen and chosen != base.get(part):
-            base.pop(f"{part}_kwargs", None)
-    from_dict(RunConfig, base, f"recipe of objective '{objective}' (plugin {spec.plugin})")
-    with_file = merge(base, file_data)
-    if config_file:
-        from_dict(RunConfig, with_file, f"config file {config_file}")
-    cfg = from_dict(RunConfig, merge(with_file, overrides), "command line")
-    if cfg.modality != spec.modality:
-        raise ConfigError(f"Objective '{objective}' is a {spec.modality} objective, but modality is '{cfg.modality}'.")
-    if cfg.data and registry.get("dataset", cfg.dataset).builtin and "dataset" not in overrides:
-        # a path was given: switch from the built-in set to the modality's file reader
-        # in the order the plugins registered them, so a plugin's first-named reader (vision:
-        # imagefolder) stays the choice when it adds more readers (vision: idx)
-        order = {name: i for i, name in enumerate(registry.names("dataset"))}
-        path_sets = sorted((s for s in registry.list("dataset", modality=cfg.modality) if not s.builtin),
-                           key=lambda s: order[s.name])
-        if not path_sets:
-            raise ConfigError(f"No installed {cfg.modality} dataset reads files from a path; drop --data.")
-        hf = [s for s in path_sets if s.name.startswith("hf_")]  # Hugging Face readers, by convention
-        cfg.dataset = (hf if hf and looks_like_hf_dataset(cfg.data) else [s for s in path_sets if s not in hf] or path_sets)[0].name
-    validate_choices(cfg)
-    check_component_kwargs(cfg, registry)
-    return cfg
-
-
-# the runner passes these itself; a *_kwargs entry of the same name would collide
-_PASSED_BY_RUNNER = {"objective": {"encoder", "augmenter"}, "dataset": {"path"}, "encoder": set(), "augmenter": set()}
-
-
-def check_component_kwargs(cfg: RunConfig, registry: Registry | None = None) -> None:
-    """Check ``objective_kwargs``, ``encoder_kwargs``, ``augmenter_kwargs`` and ``dataset_kwargs``
-    against their component's signature, before anything is built: unknown names (with a
-    suggestion), names the runner passes itself, and values of the wrong simple type."""
-    registry = registry or get_registry()
-    for part, reserved in _PASSED_BY_RUNNER.items():
-        name, kwargs = getattr(cfg, part), getattr(cfg, f"{part}_kwargs")
-        if not name or not kwargs:
-            continue
-        spec = registry.get(part, name, modality=cfg.modality)
-        _check_kwargs(spec, kwargs, f"{part}_kwargs", reserved)
-
-
-def _check_kwargs(spec: Any, kwargs: Mapping[str, Any], field: str, reserved: set[str]) -> None:
-    factory, what = spec.factory, f"{spec.kind} '{spec.name}' (plugin {spec.plugin})"
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return  # no signature to check against (a C function, some partials)
-    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    try:
-        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
-    except Exception:  # annotations that do not resolve: check names only
-        hints = {}
-    accepted = sorted(n for n in named if n not in reserved)
-    for key, value in kwargs.items():
-        if key in reserved:
-            raise ConfigError(f"{field}.{key} cannot be set: sslkit passes '{key}' to the {what} itself. Remove it.")
-        if key not in named:
-            if open_ended:
-                continue
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f" Did you mean '{field}.{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"Unknown setting {field}.{key} for the {what}.{hint} It accepts: {', '.join(accepted) or 'nothing'} "
-                f"(`ssl info {spec.name}` shows the defaults)."
-            )
-        if key in hints:
-            coerce_value(value, hints[key], f"{field}.{key}", f"the {what}")
-
-
-def _without_saved_out(file_data: dict[str, Any], config_file: str | Path) -> dict[str, Any]:
-    """Drop ``out`` from a run's own saved ``config.yaml``: repeating a run must not write into it.
-
-    A config file is a saved run's when it sits in the folder its ``out`` names. Its ``out`` is
-    ignored (the new run gets a fresh default folder, or ``--out``); any other file's ``out`` is
-    used as written (and a folder holding a run is then refused by ``check_fresh_run_dir``).
-    """
-    out = file_data.get("out")
-    if isinstance(out, str) and out and Path(out).resolve() == Path(config_file).resolve().parent:
-        return {k: v for k, v in file_data.items() if k != "out"}
-    return file_data
 
 
 def _accepted(factory: Callable[..., Any], hints: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,23 +89,92 @@ def build_objective(cfg: RunConfig, encoder: Encoder, data: DataModule, registry
     return ospec.factory(encoder=encoder, augmenter=augmenter, **cfg.objective_kwargs)
 
 
+def _sample_keys(data: DataModule) -> set[str] | None:
+    """The fields of one evaluation (else training) sample, or ``None`` if none can be indexed."""
+    for ds in (data.eval_test, data.eval_train, data.train):
+        if ds is None or isinstance(ds, torch.utils.data.IterableDataset):
+            continue
+        try:
+            return set(ds[0])
+        except Exception:  # an empty split, or one that is not indexable
+            continue
+    return None
+
+
+def check_evaluators(cfg: RunConfig, data: DataModule, registry: Registry | None = None) -> list[Evaluator]:
+    """Build ``cfg.evaluators`` and check each fits this run, before any training step.
+
+    An evaluator registered for another modality, one whose settings its class does not accept,
+    or one that needs batch fields (:attr:`Evaluator.required_keys`) this data's samples lack is a
+    :class:`ConfigError` naming the evaluator and the fix.
+    """
+    registry = registry or get_registry()
+    keys = _sample_keys(data)
+    built = []
+    for name in cfg.evaluators:
+        spec = registry.get("evaluator", name)
+        others = [n for n in cfg.evaluators if n != name]
+        fix = f"Remove it: --set 'evaluators=[{','.join(others)}]'"
+        if spec.modality not in ("any", cfg.modality):
+            raise ConfigError(f"Evaluator '{name}' (plugin {spec.plugin}) is {article(spec.modality)} evaluator, but this "
+                              f"is {article(cfg.modality)} run. {fix}.")
+        try:
+            evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+        except TypeError as exc:
+            raise ConfigError(f"eval_kwargs.{name}: {exc}. `ssl info {name}` lists its settings.") from exc
+        required = tuple(getattr(evaluator, "required_keys", ()) or ())
+        missing = [k for k in required if keys is not None and k not in keys]
+        if missing:
+            raise ConfigError(
+                f"Evaluator '{name}' (plugin {spec.plugin}) needs the batch field(s) {', '.join(map(repr, missing))}, "
+                f"but samples of dataset '{cfg.dataset}' have {', '.join(sorted(keys or ()))}. {fix}, or use a "
+                "dataset that provides them."
+            )
+        built.append(evaluator)
+    return built
+
+
 def evaluate_encoder(
     encoder: Encoder, data: DataModule, cfg: RunConfig, registry: Registry | None = None,
-    out_dir: Path | None = None,
+    out_dir: Path | None = None, failures: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Run every evaluator named in ``cfg.evaluators``; return their merged metrics."""
+    """Run every evaluator named in ``cfg.evaluators``; return their merged metrics.
+
+    An evaluator that raises is reported on stderr by name (and recorded in ``failures`` as
+    ``name -> "Type: message"``); the others still run, so one broken evaluator never loses
+    every metric.
+    """
     registry = registry or get_registry()
     labelled = data.eval_train is not None and data.eval_test is not None
     results: dict[str, float] = {}
     with shared_features():  # kNN, linear probe, few-shot... embed the same splits once
         for name in cfg.evaluators:
-            spec = registry.get("evaluator", name)
-            evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
-            if getattr(evaluator, "needs_labels", True) and not labelled:
-                continue  # probes need labels; unlabelled data still gets health/retrieval
-            evaluator.out_dir = out_dir
-            results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
+            try:
+                spec = registry.get("evaluator", name)
+                evaluator = spec.build(**cfg.eval_kwargs.get(name, {}))
+                if getattr(evaluator, "needs_labels", True) and not labelled:
+                    continue  # probes need labels; unlabelled data still gets health/retrieval
+                evaluator.out_dir = out_dir
+                results.update({k: float(v) for k, v in evaluator.evaluate(encoder, data).items()})
+            except Exception as exc:  # report by name and keep the other metrics
+                message = f"{type(exc).__name__}: {exc}"
+                if failures is not None:
+                    failures[name] = message + "\n" + traceback.format_exc()
+                print(f"sslkit: evaluator '{name}' failed: {message}", file=sys.stderr)
     return results
+
+
+def write_evaluation(run_dir: Path, metrics: Mapping[str, Mapping[str, float]],
+                     failures: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Write ``eval.json`` (metrics) and, when an evaluator failed, ``eval_errors.json``
+    (encoder -> evaluator -> error and traceback); a stale error file from an earlier
+    evaluation is removed."""
+    atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+    errors = {k: dict(v) for k, v in (failures or {}).items() if v}
+    if errors:
+        atomic_write_text(run_dir / EVAL_ERRORS_FILE, json.dumps(errors, indent=2))
+    elif (run_dir / EVAL_ERRORS_FILE).exists():
+        (run_dir / EVAL_ERRORS_FILE).unlink()
 
 
 @dataclass
@@ -221,6 +185,8 @@ class RunOutcome:
     train: TrainResult
     metrics: dict[str, dict[str, float]]
     objective: Objective
+    eval_failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Encoder ("trained"/"random") -> evaluator -> error, for evaluators that raised."""
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -260,6 +226,8 @@ def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: 
     data = build_data(cfg, registry)  # bad data fails here, before anything is written
     if announce is not None:
         announce(cfg, data)
+    if evaluate:
+        check_evaluators(cfg, data, registry)  # an evaluator that cannot run here fails before training
     torch.manual_seed(cfg.train.seed)  # the same seeding as random_encoder_like
     encoder = build_encoder(cfg, data, registry)
     random_encoder = copy.deepcopy(encoder) if cfg.compare_random and evaluate else None
@@ -267,6 +235,7 @@ def _run(cfg: RunConfig, run_dir: Path, resume: bool, evaluate: bool, registry: 
         apply_init(encoder, cfg, registry)
     objective = build_objective(cfg, encoder, data, registry)
     trainer = Trainer(objective, data, cfg.train, run_dir, loggers=[])  # joins the process group under torchrun
+    resolve_probe_every(trainer.cfg, trainer.total_steps)  # a few in-training probes unless set
     if resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
         _check_resumable(trainer, run_dir, evaluate and bool(cfg.evaluators))
     if trainer.is_main:
@@ -314,13 +283,16 @@ def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, 
     trained = objective.encoder_for_evaluation()
     export_encoder(trained, cfg, run_dir / ENCODER_FILE)
     objective.on_train_end(run_dir, data)
+    failures: dict[str, dict[str, str]] = {"trained": {}, "random": {}}
     if evaluate and cfg.evaluators:
-        metrics["trained"] = evaluate_encoder(trained, data, cfg, registry, out_dir=run_dir)
+        metrics["trained"] = evaluate_encoder(trained, data, cfg, registry, out_dir=run_dir,
+                                              failures=failures["trained"])
         if random_encoder is not None:
-            metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry)
-        atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+            metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry,
+                                                 failures=failures["random"])
+        write_evaluation(run_dir, metrics, failures)
     log_run_outputs(loggers, run_dir, metrics, result.steps)
-    return RunOutcome(run_dir, result, metrics, objective)
+    return RunOutcome(run_dir, result, metrics, objective, {k: v for k, v in failures.items() if v})
 
 
 class RunFinishedError(SSLKitError):
@@ -359,7 +331,7 @@ def apply_init(encoder: Encoder, cfg: RunConfig, registry: Registry | None = Non
 
 
 def export_encoder(encoder: Encoder, cfg: RunConfig, path: Path) -> None:
-    """Save the trained encoder with what is needed to rebuild it (``load_encoder``)."""
+    """Save the trained encoder with what is needed to rebuild it (:func:`load_encoder_file`)."""
     atomic_torch_save(
         {"encoder": cfg.encoder, "encoder_kwargs": cfg.encoder_kwargs, "modality": cfg.modality,
          "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}},
@@ -392,6 +364,17 @@ def load_encoder_file(path: str | Path) -> dict[str, Any]:
     if missing:
         raise DataError(f"{path} is not an encoder file written by `ssl run` (no {', '.join(missing)}).")
     return state
+
+
+def encoder_from_file(path: str | Path, registry: Registry | None = None) -> Encoder:
+    """Rebuild an encoder saved by :func:`export_encoder` (``encoder.pt``, or an experiment's
+    ``encoders/<name>.pt``) from its registered name, settings and weights."""
+    registry = registry or get_registry()
+    state = load_encoder_file(path)
+    spec = registry.get("encoder", state["encoder"], modality=state.get("modality") or None)
+    encoder = spec.build(**state["encoder_kwargs"])
+    encoder.load_state_dict(state["state_dict"])
+    return encoder
 
 
 def random_encoder_like(cfg: RunConfig, data: DataModule, registry: Registry | None = None) -> Encoder:

@@ -42,6 +42,7 @@ from typing import IO, Any, Callable, Generator, Iterable, Iterator, Sequence
 
 from ssl_core.data import ResumableStream
 from ssl_core.errors import DataError
+from ssl_core.files import SHARD_SUFFIXES, iter_files
 
 __all__ = [
     "PIPE_ENV", "RawSample", "WebDatasetStream", "check_pipe_allowed", "expand_urls", "is_remote",
@@ -171,7 +172,7 @@ def expand_urls(spec: str) -> list[str]:
             path = _local_path(item)
             p = Path(path)
             if p.is_dir():
-                found = sorted(str(q) for q in p.rglob("*.tar") if q.is_file())
+                found = [str(q) for q in sorted(iter_files(p, SHARD_SUFFIXES))]  # following links
                 if not found:
                     raise DataError(f"Folder {path} (from shard spec {spec!r}) holds no .tar files. {SPEC_HELP}")
                 out += found

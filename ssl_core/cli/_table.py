@@ -1,8 +1,9 @@
-"""Plain-text tables for the CLI."""
+"""Plain-text tables and evaluation summaries for the CLI."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -21,17 +22,22 @@ def _fmt(value: object) -> str:
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
-    """Rows = metric names, columns = encoders (trained, random), plus the difference."""
-    columns = list(metrics)
-    names: list[str] = []
-    for values in metrics.values():
-        names += [n for n in values if n not in names]
-    headers = ["metric"] + columns + (["trained - random"] if {"trained", "random"} <= set(columns) else [])
-    rows = []
-    for n in names:
-        row: list[object] = [n] + [metrics[c].get(n, "-") for c in columns]
-        if len(headers) > len(columns) + 1:
-            t, r = metrics["trained"].get(n), metrics["random"].get(n)
-            row.append(f"{t - r:+.4f}" if isinstance(t, float) and isinstance(r, float) else "-")
-        rows.append(row)
+    """Rows = metric names, columns = encoders (trained, random), plus trained - random and a
+    verdict that flags a metric where the trained encoder is worse than the random one."""
+    from ssl_core.report import evaluation_rows
+
+    headers, rows, _ = evaluation_rows(metrics)
     return format_table(headers, rows)
+
+
+def report_failures(run_dir: Path, failures: Mapping[str, Mapping[str, str]]) -> None:
+    """Tell the user, on stderr, which evaluators raised (the other metrics were written)."""
+    import typer
+
+    for encoder, errors in failures.items():
+        for name, error in errors.items():
+            typer.secho(f"Evaluator '{name}' failed on the {encoder} encoder: {error.splitlines()[0]}",
+                        fg=typer.colors.YELLOW, err=True)
+    if any(failures.values()):
+        typer.secho(f"The other metrics are in {Path(run_dir) / 'eval.json'}; tracebacks in "
+                    f"{Path(run_dir) / 'eval_errors.json'}.", fg=typer.colors.YELLOW, err=True)

@@ -8,7 +8,6 @@ import typer
 
 from ssl_core.cli import eval_cmd, export_cmd, generate_cmd, info_cmd, list_cmd, report_cmd, run_cmd
 from ssl_core.errors import SSLKitError
-from ssl_core.trainer import TrainingAborted, TrainingInterrupted
 
 app = typer.Typer(
     name="ssl",
@@ -44,19 +43,29 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except TrainingInterrupted as exc:
-        typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
-        sys.exit(130)
-    except TrainingAborted as exc:  # a second stop signal
-        typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
-        sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # an interrupted run, or click usage errors
         import click
 
+        if _is_interruption(exc):
+            typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+            sys.exit(130)
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    except BaseException as exc:  # a second stop signal: TrainingAborted is not an Exception
+        trainer = sys.modules.get("ssl_core.trainer")
+        if trainer is not None and isinstance(exc, trainer.TrainingAborted):
+            typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+            sys.exit(exc.exit_code)
+        raise
+
+
+def _is_interruption(exc: BaseException) -> bool:
+    """A run stopped by a signal (checked without importing the trainer, which imports torch:
+    only a command that trained can raise it, and that command imported the trainer)."""
+    trainer = sys.modules.get("ssl_core.trainer")
+    return trainer is not None and isinstance(exc, trainer.TrainingInterrupted)

@@ -9,13 +9,24 @@ from typing import Any, Optional
 
 import typer
 
-from ssl_core.cli._table import metrics_table
+from ssl_core.cli._table import metrics_table, report_failures
 from ssl_core.config import parse_override
+
+
+def _modality_help() -> str:
+    """``--modality`` help naming the modalities the installed plugins provide."""
+    try:
+        from ssl_core.registry import get_registry
+
+        installed = ", ".join(get_registry().modalities()) or "none installed"
+    except Exception:  # a strict-mode plugin error is reported when the command runs
+        installed = "see `ssl list`"
+    return f"Modality of the objective (installed: {installed}); checked against the objective."
 
 
 def run(
     objective: Optional[str] = typer.Option(None, "--objective", "-o", help="Method to train, e.g. simclr (see `ssl list`)."),
-    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="vision, text, audio or image-text (checked against the objective)."),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help=_modality_help()),
     # a str, not a Path: Path would turn "http://host/x.tar" into "http:/host/x.tar" and mangle
     # "pipe:aws s3 cp s3://b/x.tar -" shard specs the same way
     data: Optional[str] = typer.Option(None, "--data", help="Your data (folder, file, or a shard spec/URL for streaming datasets); omit to use the built-in dataset."),
@@ -114,6 +125,7 @@ def run(
                f"{outcome.train.samples_per_s:.1f} samples/s")
     if outcome.metrics:
         typer.echo(metrics_table(outcome.metrics))
+    report_failures(outcome.run_dir, outcome.eval_failures)
 
 
 def _strip_option(argv: list[str], name: str) -> list[str]:

@@ -1,12 +1,22 @@
-"""Evaluators that ship with the core: kNN, linear probe, few-shot, representation health."""
+"""Evaluators that ship with the core: kNN, linear probe, few-shot, representation health.
 
-from ssl_core.evaluators.features import extract_features
-from ssl_core.evaluators.few_shot import FewShotEvaluator
-from ssl_core.evaluators.health import HealthEvaluator, effective_rank, embedding_std
-from ssl_core.evaluators.knn import KNNEvaluator, weighted_knn_predict
-from ssl_core.evaluators.linear_probe import LinearProbeEvaluator
+Names are imported on first access, so loading the registry (which imports
+``ssl_core.evaluators.plugin``) does not import torch.
+"""
 
-__all__ = [
-    "extract_features", "FewShotEvaluator", "HealthEvaluator", "effective_rank", "embedding_std",
-    "KNNEvaluator", "weighted_knn_predict", "LinearProbeEvaluator",
-]
+import importlib as _importlib
+from typing import Any
+
+_EXPORTS = {
+    "extract_features": "features", "FewShotEvaluator": "few_shot", "HealthEvaluator": "health",
+    "effective_rank": "health", "embedding_std": "health", "KNNEvaluator": "knn",
+    "weighted_knn_predict": "knn", "LinearProbeEvaluator": "linear_probe",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ssl_core.evaluators' has no attribute '{name}'")
+    return getattr(_importlib.import_module(f"ssl_core.evaluators.{_EXPORTS[name]}"), name)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ssl_core.checkpoint import atomic_write_text
-from ssl_core.interfaces import DataModule, Encoder
+
+if TYPE_CHECKING:  # annotations only: the registry imports this package without importing torch
+    import torch
+
+    from ssl_core.interfaces import DataModule, Encoder
 
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"

@@ -31,7 +31,24 @@ def test_list_shows_components_with_package(ssl_cli) -> None:  # type: ignore[no
 def test_info_shows_recipe_defaults(ssl_cli) -> None:  # type: ignore[no-untyped-def]
     res = ssl_cli("info", "toy_align")
     assert res.returncode == 0, res.stderr
-    assert "toy_align (toy)" in res.stdout and "batch_size: 64" in res.stdout
+    assert "toy_align (objective, modality toy)" in res.stdout and "batch_size: 64" in res.stdout
+    assert "sslkit_testplugins.toy_components:AlignUniform" in res.stdout
+
+
+def test_info_works_for_every_kind() -> None:
+    from typer.testing import CliRunner
+
+    from ssl_core.cli import app
+
+    runner = CliRunner()
+    for name, expect in [("toy_mlp", "Settings (encoder_kwargs.NAME=VALUE):\n  in_dim = 8"),
+                         ("toy_noise", "sigma = 0.3"), ("toy_mixture", "Built in: works offline"),
+                         ("knn", "eval_kwargs.knn.NAME=VALUE"), ("imagefolder", "Reads --data PATH: a folder of .jpg")]:
+        res = runner.invoke(app, ["info", name])
+        assert res.exit_code == 0, res.output
+        assert expect in res.output, (name, res.output)
+    res = runner.invoke(app, ["info", "knnn"])
+    assert "Did you mean 'knn'?" in str(res.exception)
 
 
 def test_unknown_objective_exits_2_with_suggestion(ssl_cli) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +104,10 @@ def test_help_explains_commands(ssl_cli) -> None:  # type: ignore[no-untyped-def
     assert res.returncode == 0
     for cmd in ["run", "list", "info", "eval"]:
         assert cmd in res.stdout
-    assert "--objective" in ssl_cli("run", "--help").stdout
+    run_help = ssl_cli("run", "--help").stdout
+    assert "--objective" in run_help
+    # --modality's help names the installed modalities (rich may wrap the help text)
+    assert all(m in " ".join(run_help.split()) for m in ("installed:", "vision", "audio", "text", "toy"))
 
 
 def test_failed_torchrun_launch_exits_non_zero(tmp_path: Path) -> None:

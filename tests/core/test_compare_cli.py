@@ -45,20 +45,21 @@ def test_compare_prints_a_table_of_the_runs_and_writes_the_page(tmp_path: Path, 
     b = _fake_run(tmp_path, "run_b", "byol", [0.5, 0.375], [40.0, 60.0], 0.625)
     code, out, err = run_cli(monkeypatch, capsys, "compare", str(a), str(b), "--out", str(tmp_path / "cmp"))
     assert code == 0, err
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("run_")}
-    assert set(rows) == {"run_a", "run_b"}
-    header = next(line.split() for line in out.splitlines() if line.startswith("run "))
-    col = {name: header.index(name) for name in ("objective", "steps", "final_loss", "samples_per_s", "knn_top1")}
-    assert rows["run_a"][col["objective"]] == "simclr" and rows["run_b"][col["objective"]] == "byol"
-    assert [rows[r][col["steps"]] for r in ("run_a", "run_b")] == ["30", "20"]
-    assert float(rows["run_a"][col["final_loss"]]) == pytest.approx(1.25)  # the last record, not the cut line
-    assert float(rows["run_a"][col["samples_per_s"]]) == pytest.approx(200.0)  # mean of the logged speeds
-    assert float(rows["run_b"][col["knn_top1"]]) == pytest.approx(0.625)  # the trained encoder's, not random's
+    # a column per run and a row per field, so many metrics still fit a terminal
+    header = out.splitlines()[0].split()
+    assert header == ["run_a", "run_b"]
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:] if line.strip()}
+    col = {name: header.index(name) for name in ("run_a", "run_b")}
+    assert rows["objective"][col["run_a"]] == "simclr" and rows["objective"][col["run_b"]] == "byol"
+    assert rows["steps"] == ["30", "20"]
+    assert float(rows["final_loss"][col["run_a"]]) == pytest.approx(1.25)  # the last record, not the cut line
+    assert float(rows["samples_per_s"][col["run_a"]]) == pytest.approx(200.0)  # mean of the logged speeds
+    assert float(rows["knn_top1"][col["run_b"]]) == pytest.approx(0.625)  # the trained encoder's, not random's
     index = tmp_path / "cmp" / "index.html"
     assert f"Comparison page: {index}" in out
     page = index.read_text()
-    assert page.count("<tr>") == 3 and "run_a" in page and "run_b" in page
-    for png in ("loss.png", "probe.png"):
+    assert page.count("<tr>") == 7 and "<th>run_a</th><th>run_b</th>" in page  # header + 6 fields
+    for png in ("loss.png", "probe_knn_top1.png", "samples_per_s.png"):  # one figure per metric
         assert f'src="{png}"' in page and (tmp_path / "cmp" / png).read_bytes().startswith(b"\x89PNG")
 
 

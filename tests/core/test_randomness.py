@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssl_core.data import EpochSampler
-from ssl_core.randomness import BatchShard, StepGenerator, keyed_uniform, sample_keys, sample_rand
+from ssl_core.randomness import BatchShard, StepGenerator, keyed_uniform, sample_keys, sample_rand, sample_randn
 
 
 def _ranks(world: int, per_rank: int, seed: int = 3) -> list[StepGenerator]:
@@ -29,6 +29,16 @@ def test_sample_rand_gives_each_sample_its_one_process_draws(world: int) -> None
     first = torch.cat([p[0].view(groups, per, 2) for p in parts], dim=1).reshape(groups * batch, 2)
     assert torch.equal(first, full[0])
     assert torch.equal(torch.cat([p[1] for p in parts]), full[1])  # generators stay in step
+
+
+def test_sample_randn_is_per_sample_and_standard_normal() -> None:
+    one = StepGenerator("cpu", BatchShard(0, 8, 8))
+    one.manual_seed(3)
+    full = sample_randn(one, (8, 3))
+    assert torch.equal(torch.cat([sample_randn(g, (4, 3)) for g in _ranks(2, 4)]), full)
+    z = sample_randn(torch.Generator().manual_seed(0), (20_000,))
+    assert torch.isfinite(z).all() and abs(float(z.mean())) < 0.03 and abs(float(z.std()) - 1) < 0.03
+    assert 0.66 < float((z.abs() < 1).float().mean()) < 0.70  # 68% within one standard deviation
 
 
 def test_sample_rand_refuses_rows_that_are_not_per_sample() -> None:

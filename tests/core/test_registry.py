@@ -40,6 +40,16 @@ def test_unknown_name_suggests_close_match(registry: Registry) -> None:
 def test_wrong_modality_is_explained(registry: Registry) -> None:
     with pytest.raises(UnknownComponentError, match="is a toy objective, not a vision one"):
         registry.get("objective", "toy_align", modality="vision")
+    with pytest.raises(UnknownComponentError, match="is a vision objective, not an audio one"):
+        registry.get("objective", "simclr", modality="audio")
+
+
+def test_unknown_modality_is_named_as_such(registry: Registry) -> None:
+    with pytest.raises(UnknownComponentError) as err:
+        registry.get("objective", "simclr", modality="images")
+    msg = str(err.value)
+    assert "Unknown modality 'images'" in msg and "Known modalities:" in msg and "vision" in msg
+    assert "not a images" not in msg
 
 
 @pytest.fixture
@@ -114,19 +124,149 @@ def test_in_process_plugin_and_harmless_reregistration() -> None:
     assert not reg.failures
 
 
-def test_name_clash_names_both_plugins() -> None:
+def test_name_clash_disables_the_later_plugin_only(capsys: pytest.CaptureFixture[str]) -> None:
     reg = Registry(load_entry_points=False)
 
-    def make(cls):  # type: ignore[no-untyped-def]
-        return _plugin(register_evaluators=lambda register: register("knn", cls))
-
     class Other:
-        pass
+        """Not the core's kNN."""
 
-    with pytest.raises(DuplicateComponentError) as err:
-        reg.add_plugin(make(Other), name="intruder")
-    assert "ssl_core.evaluators.plugin" in str(err.value) and "intruder" in str(err.value)
+    def register_evaluators(register):  # type: ignore[no-untyped-def]
+        register("intruder_eval", Other, summary="fine on its own")
+        register("knn", Other)  # already the core's
+
+    reg.add_plugin(_plugin(register_evaluators=register_evaluators), name="intruder")
+    msg = capsys.readouterr().err
+    assert "plugin 'intruder'" in msg and "is disabled" in msg and "evaluator 'knn'" in msg
+    assert "ssl_core.evaluators.plugin" in msg and "Uninstall one of the two packages" in msg
     assert reg.get("evaluator", "knn").plugin == "ssl_core.evaluators.plugin"  # the original survives
+    assert "intruder_eval" not in {s.name for s in reg.list()}  # the whole later plugin is disabled
+    assert [(f.plugin, f.kind) for f in reg.failures] == [("intruder", "clash")]
+    assert "intruder" not in reg.plugins()
+    # every other component keeps working, and lookups of the clashing plugin's names explain why
+    assert reg.get("evaluator", "linear_probe")
+    with pytest.raises(UnknownComponentError, match="Disabled by a name clash: plugin 'intruder'"):
+        reg.get("evaluator", "intruder_eval")
+
+
+def test_name_clash_is_fatal_in_strict_mode() -> None:
+    reg = Registry(load_entry_points=False, strict=True)
+    with pytest.raises(DuplicateComponentError, match="evaluator 'knn'.*SSL_CORE_STRICT_PLUGINS"):
+        reg.add_plugin(_plugin(register_evaluators=lambda register: register("knn", object)), name="intruder")
+
+
+class _EntryPoint:
+    """Stands in for an importlib.metadata entry point of an installed distribution."""
+
+    def __init__(self, name: str, module: types.ModuleType, dist: str) -> None:
+        self.name, self.value, self._module = name, module.__name__, module
+        self.dist = types.SimpleNamespace(name=dist)
+
+    def load(self) -> types.ModuleType:
+        return self._module
+
+
+def test_third_party_clash_never_displaces_a_builtin_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third-party plugin whose entry point sorts first ('aaa') and reuses 'simclr' is the one
+    disabled: sslkit's own distributions load first."""
+    import ssl_core.registry as registry_module
+
+    def ours(register):  # type: ignore[no-untyped-def]
+        register("simclr", "ssl_vision.simclr:SimCLR", modality="vision", summary="the real one")
+        register("resnet_small", "ssl_vision.encoders:resnet_small", modality="vision", summary="enc")
+
+    def theirs(register):  # type: ignore[no-untyped-def]
+        register("simclr", "elsewhere.simclr:SimCLR", modality="vision", summary="an impostor")
+
+    eps = [_EntryPoint("aaa", _plugin(register_objectives=theirs), "aaa-methods"),
+           _EntryPoint("vision", _plugin(register_objectives=ours), "sslkit-vision")]
+    monkeypatch.setattr(registry_module.importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv("SSL_CORE_LOAD_PLUGINS", raising=False)
+    reg = Registry()
+    assert reg.get("objective", "simclr").summary == "the real one"
+    assert reg.get("objective", "simclr").package == "sslkit-vision"
+    assert [(f.plugin, f.kind) for f in reg.failures] == [("aaa", "clash")]
+
+
+def test_failed_registration_rolls_back_every_earlier_hook() -> None:
+    """Issue 16: a plugin whose later hook raises keeps nothing from its earlier hooks."""
+    reg = Registry(load_entry_points=False)
+    before = {(s.kind, s.name) for s in reg.list()}
+
+    def register_encoders(register):  # type: ignore[no-untyped-def]
+        register("half_enc", object, modality="toy", summary="registered before the failure")
+
+    def register_objectives(register):  # type: ignore[no-untyped-def]
+        register("half_obj", object, modality="toy", summary="also before")
+        raise RuntimeError("bug in the plugin")
+
+    reg.add_plugin(_plugin(register_encoders=register_encoders, register_objectives=register_objectives), name="half")
+    assert {(s.kind, s.name) for s in reg.list()} == before
+    assert "half" not in reg.plugins() and reg.failures[-1].plugin == "half"
+    assert "bug in the plugin" in reg.failures[-1].error
+
+
+def test_clash_rolls_back_every_earlier_registration_of_the_plugin() -> None:
+    """Issue 16: the clashing plugin's registrations from earlier hooks (encoders run before
+    evaluators) are not kept either, and the holder of the name is untouched."""
+    reg = Registry(load_entry_points=False)
+    knn = reg.get("evaluator", "knn")
+    before = {(s.kind, s.name) for s in reg.list()}
+
+    def register_encoders(register):  # type: ignore[no-untyped-def]
+        register("half_enc", object, modality="toy", summary="registered before the clash")
+
+    def register_evaluators(register):  # type: ignore[no-untyped-def]
+        register("knn", object, summary="clashes")
+
+    reg.add_plugin(_plugin(register_encoders=register_encoders, register_evaluators=register_evaluators), name="half")
+    assert {(s.kind, s.name) for s in reg.list()} == before
+    assert reg.get("evaluator", "knn") is knn
+
+
+def test_same_plugin_registering_a_name_twice_differently_fails() -> None:
+    reg = Registry(load_entry_points=False)
+
+    def register_encoders(register):  # type: ignore[no-untyped-def]
+        register("twice", "a.b:c", modality="toy", summary="one")
+        register("twice", "a.b:d", modality="toy", summary="two")
+
+    reg.add_plugin(_plugin(register_encoders=register_encoders), name="p")
+    assert "registered encoder 'twice' twice" in reg.failures[-1].error
+    assert "twice" not in {s.name for s in reg.list()}
+
+
+def test_import_path_factories_load_on_first_use() -> None:
+    reg = Registry(load_entry_points=False)
+
+    def register_encoders(register):  # type: ignore[no-untyped-def]
+        register("lazy_mlp", "sslkit_testplugins.toy_components:MLPEncoder", modality="toy", summary="lazy")
+        register("missing", "no_such_package.module:Thing", modality="toy", summary="not installed")
+
+    reg.add_plugin(_plugin(register_encoders=register_encoders), name="lazy", package="sslkit-lazy")
+    spec = reg.get("encoder", "lazy_mlp")
+    assert spec.where == "sslkit_testplugins.toy_components:MLPEncoder"
+    assert spec.build(in_dim=3, embed_dim=5).embed_dim == 5
+    assert spec.loaded
+    from ssl_core.registry import ComponentImportError
+
+    with pytest.raises(ComponentImportError, match=r"Encoder 'missing' \(plugin 'lazy', package sslkit-lazy\).*"
+                                                    r"no_such_package.*pip install sslkit-lazy"):
+        reg.get("encoder", "missing").factory
+    reg.add_plugin(_plugin(register_encoders=lambda register: register("bad", "not a path")), name="bad")
+    assert "package.module:attr" in reg.failures[-1].error
+
+
+def test_listing_imports_no_plugin_module_and_no_torch() -> None:
+    """`ssl list` must stay fast: building the registry imports plugin registration modules only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ssl_core.registry import Registry; r = Registry(); assert not r.failures, r.failures; "
+            "assert len(r.list('objective')) >= 9; heavy = sorted({s.target.split(':')[0] for s in r.list() if isinstance(s.target, str)} & "
+            "set(sys.modules)) + ['torch'] * ('torch' in sys.modules); print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_misspelled_hook_is_reported() -> None:

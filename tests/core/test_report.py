@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -75,5 +76,77 @@ def test_compare_renders_side_by_side(runs: list[Path], tmp_path: Path) -> None:
     assert [r["run"] for r in rows] == ["a", "b"]
     assert all("knn_top1" in r for r in rows)
     images, tables = _images(index)
-    assert tables == 1 and {p.name for p in images} == {"loss.png", "probe.png"}
-    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in images)
+    names = {p.name for p in images}
+    # one figure per logged metric, every run overlaid, grouped under headings
+    assert {"loss.png", "probe_knn_top1.png", "health_effective_rank.png", "lr.png", "align.png"} <= names
+    page = index.read_text()
+    for group in ("loss", "probe", "health", "schedule", "objective"):
+        assert f"<h2>{group}</h2>" in page
+    assert tables == 1 and all(p.read_bytes().startswith(PNG_MAGIC) for p in images)
+    # a column per run (not per metric), so the table stays narrow however many metrics there are
+    assert "<thead><tr><th></th><th>a</th><th>b</th></tr></thead>" in page
+
+
+def test_every_plot_has_axis_labels(runs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    seen: list[tuple[str, str, str]] = []
+    original = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for ax in fig.axes:
+            if ax.get_visible():
+                seen.append((Path(path).name, ax.get_xlabel(), ax.get_ylabel()))
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    write_report(runs[0])
+    write_comparison(runs, tmp_path / "cmp")
+    assert len({name for name, _, _ in seen}) >= 10
+    unlabelled = [s for s in seen if not s[1] or not s[2]]
+    assert not unlabelled, unlabelled
+
+
+def test_report_plots_objective_values_and_flags_worse_than_random(runs: list[Path]) -> None:
+    metrics = json.loads((runs[1] / "eval.json").read_text())
+    metrics["random"]["knn_top1"] = metrics["trained"]["knn_top1"] + 0.1  # pretend training hurt kNN
+    (runs[1] / "eval.json").write_text(json.dumps(metrics))
+    index = write_report(runs[1])
+    page = index.read_text()
+    assert "objective.png" in page  # the toy objective logs 'align' and 'uniform'
+    row = page[page.index("<td>knn_top1</td>") - 40: page.index("<td>knn_top1</td>") + 300]
+    assert 'class="worse"' in row and "WORSE than random" in row and "-0.1000" in row
+
+
+def test_evaluation_rows_know_which_way_is_better() -> None:
+    from ssl_core.cli._table import metrics_table
+    from ssl_core.report import evaluation_rows, lower_is_better
+
+    assert lower_is_better("perplexity") and lower_is_better("enc/masked_loss") and not lower_is_better("knn_top1")
+    metrics = {"trained": {"knn_top1": 0.9, "perplexity": 30.0, "linear_top1": 0.5},
+               "random": {"knn_top1": 0.5, "perplexity": 20.0, "linear_top1": 0.6}}
+    headers, rows, classes = evaluation_rows(metrics)
+    assert headers == ["metric", "trained", "random", "trained - random", "verdict"]
+    verdicts = {r[0]: (r[4], c) for r, c in zip(rows, classes)}
+    assert verdicts == {"knn_top1": ("better", ""), "perplexity": ("WORSE than random", "worse"),
+                        "linear_top1": ("WORSE than random", "worse")}
+    table = metrics_table(metrics)
+    assert re.search(r"perplexity\s+30\.0000\s+20\.0000\s+\+10\.0000\s+WORSE than random", table), table
+
+
+def test_default_runs_probe_a_few_times_during_training(tmp_path: Path) -> None:
+    """With no probe_every set, a run logs a few evenly spaced kNN probes (the report shows learning)."""
+    import yaml
+
+    reg = Registry()
+    cfg = resolve_config("toy_align", registry=reg, overrides={"out": str(tmp_path / "r"), "evaluators": ["knn"],
+                                                               "train": {"steps": 20}})
+    assert cfg.train.probe_every is None
+    run_experiment(cfg, registry=reg)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+             if "probe/knn_top1" in line]
+    assert steps == [5, 10, 15, 20]
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["train"]["probe_every"] == 5

@@ -172,7 +172,7 @@ def test_ssl_export_command_on_a_run_directory(tmp_path, registry) -> None:
     assert "knn_top1 | 0.8000" in (run / "export" / "torchvision" / "README.md").read_text()
     res = CliRunner().invoke(app, ["export", str(run)])
     assert res.exit_code == 0 and "torchvision" in res.output and "fits this run" in res.output
-    with pytest.raises(UnknownComponentError, match="'torchaudio' is a audio exporter, not a vision one"):
+    with pytest.raises(UnknownComponentError, match="'torchaudio' is an audio exporter, not a vision one"):
         export_run(run, "torchaudio", registry=registry)
     with pytest.raises(ConfigError, match="cannot export"):
         (run / "export").rename(run / "old")

@@ -163,12 +163,20 @@ def test_balanced_subset_is_balanced_seeded_and_deterministic() -> None:
         fm.balanced_subset(labels, 140, seed=0)
 
 
-def test_data_path_keeps_choosing_imagefolder_and_idx_is_chosen_by_name(tmp_path: Path) -> None:
+def test_data_path_picks_idx_for_an_idx_folder_and_imagefolder_for_images(tmp_path: Path) -> None:
+    """The idx reader declares the training-images file as its marker: a folder holding it is an
+    idx folder; a folder of class sub-folders of PNGs stays an image folder."""
+    from PIL import Image
+
     from ssl_core.runner import resolve_config
 
     root = write_mnist_like(tmp_path / "m")
-    assert resolve_config("simclr", "vision", overrides={"data": str(root)}).dataset == "imagefolder"
+    assert resolve_config("simclr", "vision", overrides={"data": str(root)}).dataset == "idx"
     assert resolve_config("simclr", "vision", overrides={"data": str(root), "dataset": "idx"}).dataset == "idx"
+    images = tmp_path / "images" / "cat"
+    images.mkdir(parents=True)
+    Image.new("L", (8, 8)).save(images / "a.png")
+    assert resolve_config("simclr", "vision", overrides={"data": str(tmp_path / "images")}).dataset == "imagefolder"
 
 
 def test_ssl_run_on_an_idx_folder(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 from ssl_core.interfaces import StepInfo
 from ssl_vision.augment import SingleViewAugmenter
 from ssl_vision.encoders import resnet_small
-from ssl_vision.mae import MAE, RECONSTRUCTION_FILE, patchify, random_masking, unpatchify
+from ssl_vision.mae import MAE, RECONSTRUCTION_CELL, RECONSTRUCTION_FILE, patchify, random_masking, unpatchify
 from ssl_vision.vit import ViTEncoder
 
 
@@ -80,8 +80,13 @@ def test_reconstruction_png_is_written(tmp_path: Path, digits_data) -> None:  # 
     assert png.exists() and png.stat().st_size > 500
     with Image.open(png) as im:
         w, h = im.size
-        assert h > w  # 5 rows of 4 columns
-        assert len(np.unique(np.asarray(im.convert("L")))) > 10  # a picture, not a blank canvas
+        grey = np.asarray(im.convert("L"))
+    assert RECONSTRUCTION_CELL >= 96  # 16 px digits drawn at least 6x, large enough to see
+    step = RECONSTRUCTION_CELL + 2 * 2 + 2  # cell, 2 px frame on each side, 2 px padding
+    title_band = h - (5 * step + 2)  # 5 rows of 4 columns under a band of column headers
+    assert w == 4 * step + 2 and title_band >= 12, (w, h)
+    assert (grey[:title_band] < 100).sum() > 50  # dark header text ("original", "masked 75%", ...)
+    assert len(np.unique(grey)) > 10  # a picture, not a blank canvas
     rec = mae.reconstruct(torch.rand(3, 1, 16, 16))
     vis = rec["masked"] != 0.5
     assert torch.equal(rec["pasted"][vis], rec["original"][vis])  # visible patches are kept as-is

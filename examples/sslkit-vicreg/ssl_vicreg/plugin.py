@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_vicreg.vicreg import VICReg
 
 
 @hookimpl
 def register_objectives(register):  # type: ignore[no-untyped-def]
-    """Register the VICReg objective, reusing the vision plugin's encoder, views and data."""
+    """Register the VICReg objective, reusing the vision plugin's encoder, views and data.
+
+    The factory is an import path: sslkit imports ``ssl_vicreg.vicreg`` (and torch) only when
+    VICReg is used, so ``ssl list`` stays fast.
+    """
     register(
-        "vicreg", VICReg, modality="vision",
+        "vicreg", "ssl_vicreg.vicreg:VICReg", modality="vision",
         summary="VICReg: variance-invariance-covariance regularisation (Bardes et al., 2022)",
         recipe={
             "encoder": "resnet_small",

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from ssl_core.data import stratified_split
 from ssl_core.errors import DataError
+from ssl_core.files import AUDIO_SUFFIXES, find_files
 from ssl_core.interfaces import DataModule
 
 SAMPLE_RATE = 16_000
@@ -40,16 +41,14 @@ RATES = (130, 175, 220)
 PITCHES = (35, 65)
 
 
-def audio_suffixes() -> set[str]:
-    """File suffixes the folder reader picks up (what this libsndfile build decodes)."""
+def audio_suffixes() -> tuple[str, ...]:
+    """File suffixes the folder reader picks up: those of :data:`ssl_core.files.AUDIO_SUFFIXES`
+    that this libsndfile build decodes."""
     import soundfile as sf
 
     formats = sf.available_formats()
-    suffixes = {".wav", ".flac"}
-    for fmt, suffix in (("OGG", ".ogg"), ("MP3", ".mp3"), ("AIFF", ".aiff")):
-        if fmt in formats:
-            suffixes.add(suffix)
-    return suffixes
+    needs = {".ogg": "OGG", ".mp3": "MP3", ".aiff": "AIFF", ".aif": "AIFF"}
+    return tuple(s for s in AUDIO_SUFFIXES if s not in needs or needs[s] in formats)
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -169,16 +168,21 @@ class AudioFolderDataset(Dataset):
         raise DataError(f"None of the {len(self.items)} audio items could be read; check the files' formats.")
 
 
-def scan_audio_files(root: Path) -> tuple[list[tuple[Path, Any]], list[str]]:
-    """Readable audio files under ``root`` with their ``soundfile.info``; unreadable ones are
-    reported by path (``UserWarning``) and left out. Returns (files, class names)."""
+def scan_audio_files(root: Path) -> tuple[list[tuple[Path, Any, int | None]], list[str]]:
+    """Readable audio files under ``root`` with their ``soundfile.info`` and class index (``None``
+    when the folder has no class sub-folders), and the class names.
+
+    Files are found by :func:`ssl_core.files.find_files` (recursively, following symbolic links;
+    with class sub-folders, loose files are skipped with a warning). Unreadable files are reported
+    by path (``UserWarning``) and left out.
+    """
     import soundfile as sf
 
-    suffixes = audio_suffixes()
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    candidates = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    listing = find_files(root, audio_suffixes(), what="audio files", files=False,
+                         hint="Put wav/flac files in the folder, or in one sub-folder per class for labelled "
+                              "evaluation.").class_files("audio files")
     found = []
-    for p in candidates:
+    for i, p in enumerate(listing.files):
         try:
             info = sf.info(str(p))
             if info.frames <= 0 or info.samplerate <= 0:
@@ -186,8 +190,8 @@ def scan_audio_files(root: Path) -> tuple[list[tuple[Path, Any]], list[str]]:
         except Exception as exc:
             warnings.warn(f"Skipping unreadable audio file {p}: {exc}", stacklevel=2)
             continue
-        found.append((p, info))
-    return found, classes
+        found.append((p, info, None if listing.labels is None else listing.labels[i]))
+    return found, listing.classes
 
 
 def audio_folder(
@@ -209,28 +213,19 @@ def audio_folder(
     if not path:
         raise DataError("The 'audiofolder' dataset needs --data PATH (a folder of wav/flac files).")
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"Audio folder {root} does not exist or is not a directory. Check --data.")
     found, classes = scan_audio_files(root)
     if not found:
-        raise DataError(
-            f"No readable audio found under {root} (looked for {', '.join(sorted(audio_suffixes()))}). "
-            "Put wav/flac files in the folder, or in one sub-folder per class for labelled evaluation."
-        )
-    class_of = {c: i for i, c in enumerate(classes)}
+        raise DataError(f"No readable audio found under {root}: every file failed to decode (see the warnings). "
+                        "Check the files' formats (wav/flac decode everywhere).")
     labelled = len(classes) >= 2
     files, labels, infos = [], [], []
-    for p, info in found:
+    for p, info, label in found:
         if info.frames / info.samplerate < min_seconds:
             warnings.warn(f"Skipping {p}: shorter than {min_seconds} s", stacklevel=2)
             continue
-        rel = p.relative_to(root).parts
-        if labelled and (len(rel) < 2 or rel[0] not in class_of):
-            warnings.warn(f"Skipping {p}: not inside a class sub-folder of {root}", stacklevel=2)
-            continue
         files.append(p)
         infos.append(info)
-        labels.append(class_of[rel[0]] if labelled else -1)
+        labels.append(label if labelled else -1)
     if not files:
         raise DataError(f"No audio file under {root} is at least {min_seconds} s long.")
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_audio import data, encoders
-from ssl_audio.augment import RandomCrop
-from ssl_audio.hubert import HuBERT
-from ssl_audio.wav2vec2 import Wav2Vec2
+from ssl_core.files import AUDIO_SUFFIXES, HF_DATASET, Accepts
+
+# Factories are import paths ("module:attr"): `ssl list` reads this file without importing torch.
+AUDIO_FOLDER = Accepts(AUDIO_SUFFIXES, files=False, layout="one sub-folder per class gives labels")
 
 EVALUATORS = ["knn", "linear_probe", "few_shot", "health"]
 EVAL_KWARGS = {"knn": {"batch_size": 64}, "linear_probe": {"batch_size": 64}, "few_shot": {"batch_size": 64},
@@ -26,35 +26,36 @@ def _cpu_train(steps: int, lr: float, min_lr_ratio: float = 0.0) -> dict:
 
 @hookimpl
 def register_encoders(register):  # type: ignore[no-untyped-def]
-    register("wav2vec2_small", encoders.wav2vec2_small, modality="audio",
+    register("wav2vec2_small", "ssl_audio.encoders:wav2vec2_small", modality="audio",
              summary="wav2vec2 network, CPU size: 64-ch CNN + 4 x 192-d Transformer (~1.9M params)")
-    register("wav2vec2_base", encoders.wav2vec2_base, modality="audio",
+    register("wav2vec2_base", "ssl_audio.encoders:wav2vec2_base", modality="audio",
              summary="wav2vec 2.0 / HuBERT BASE: 512-ch CNN + 12 x 768-d Transformer (95M params)")
-    register("wav2vec2_large", encoders.wav2vec2_large, modality="audio",
+    register("wav2vec2_large", "ssl_audio.encoders:wav2vec2_large", modality="audio",
              summary="wav2vec 2.0 LARGE: layer-norm CNN + 24 x 1024-d pre-LN Transformer (317M params)")
 
 
 @hookimpl
 def register_augmenters(register):  # type: ignore[no-untyped-def]
-    register("audio_crop", RandomCrop, modality="audio",
+    register("audio_crop", "ssl_audio.augment:RandomCrop", modality="audio",
              summary="Random per-utterance crop to crop_seconds (batched, on device)")
 
 
 @hookimpl
 def register_datasets(register):  # type: ignore[no-untyped-def]
-    register("spoken_words", data.spoken_words, modality="audio", builtin=True,
-             summary="Spoken digits by eSpeak NG, 24 voices x 3 rates x 2 pitches (1,440 clips), made offline")
-    register("audiofolder", data.audio_folder, modality="audio",
-             summary="Folder of wav/flac (any rate, mono/stereo); class sub-folders give labels")
-    register("hf_audio", data.hf_audio, modality="audio",
+    register("spoken_words", "ssl_audio.data:spoken_words", modality="audio", builtin=True,
+             summary="Spoken digits by eSpeak NG, 24 voices x 3 rates x 2 pitches (1,440 clips), made offline",
+             reader=("audiofolder", "hf_audio"))
+    register("audiofolder", "ssl_audio.data:audio_folder", modality="audio",
+             summary="Folder of wav/flac (any rate, mono/stereo); class sub-folders give labels", accepts=AUDIO_FOLDER)
+    register("hf_audio", "ssl_audio.data:hf_audio", modality="audio",
              summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): audio_column, label_column "
-                     "(pip install 'sslkit[hf]')")
+                     "(pip install 'sslkit[hf]')", accepts=HF_DATASET)
 
 
 @hookimpl
 def register_objectives(register):  # type: ignore[no-untyped-def]
     register(
-        "wav2vec2", Wav2Vec2, modality="audio",
+        "wav2vec2", "ssl_audio.wav2vec2:Wav2Vec2", modality="audio",
         summary="wav2vec 2.0: masked contrastive prediction of Gumbel-quantised latents (Baevski et al., 2020)",
         recipe={
             "encoder": "wav2vec2_small",
@@ -72,7 +73,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
         },
     )
     register(
-        "hubert", HuBERT, modality="audio",
+        "hubert", "ssl_audio.hubert:HuBERT", modality="audio",
         summary="HuBERT: masked prediction of k-means units of MFCCs or a trained layer (Hsu et al., 2021)",
         recipe={
             "encoder": "wav2vec2_small",
@@ -89,7 +90,5 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_exporters(register):  # type: ignore[no-untyped-def]
-    from ssl_audio.export import TorchaudioExporter
-
-    register("torchaudio", TorchaudioExporter, modality="audio",
+    register("torchaudio", "ssl_audio.export:TorchaudioExporter", modality="audio",
              summary="wav2vec 2.0 / HuBERT as torchaudio.models.wav2vec2_model weights + builder config (strict load)")

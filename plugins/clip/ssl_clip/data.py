@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from ssl_core.data import stratified_split
 from ssl_core.errors import ConfigError, DataError
+from ssl_core.files import SHARD_SUFFIXES, TABLE_SUFFIXES, find_files, iter_files
 from ssl_core.interfaces import DataModule
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "pgm", "tif", "tiff", "gif")
@@ -428,11 +429,9 @@ def find_shards(path: str) -> list[Path]:
     """Tar shards named by a file, a folder (its ``*.tar``), or a brace/glob pattern."""
     p = Path(path)
     if p.is_dir():
-        shards = sorted(p.glob("*.tar"))
-        if not shards:
-            raise DataError(f"Folder {p} has no .tar shards. WebDataset shards are plain tar files of "
-                            "KEY.jpg + KEY.txt members; or pass a .csv/.tsv file instead.")
-        return shards
+        return find_files(p, SHARD_SUFFIXES, what=".tar shards", class_folders=False,
+                          hint="WebDataset shards are plain tar files of KEY.jpg + KEY.txt members; or pass a "
+                               ".csv/.tsv file instead.").files
     if p.is_file():
         return [p]
     shards: list[Path] = []
@@ -543,9 +542,10 @@ def caption_pairs(
         raise DataError("The 'captions' dataset needs --data PATH: a .csv/.tsv of (image path, caption) rows, "
                         "a WebDataset .tar shard, a folder of shards, or a pattern like 'data-{000..009}.tar'.")
     p = Path(path)
-    is_tar = p.suffix.lower() == ".tar" or "{" in path or (p.is_dir() and any(p.glob("*.tar")))
+    is_tar = p.suffix.lower() == ".tar" or "{" in path or (p.is_dir() and any(iter_files(p, SHARD_SUFFIXES)))
     if p.is_dir() and not is_tar:
-        tables = sorted(q for q in p.iterdir() if q.suffix.lower() in (".csv", ".tsv"))
+        tables = find_files(p, TABLE_SUFFIXES, what="caption tables or .tar shards", recursive=False,
+                            class_folders=False, hint="Pass the caption file itself with --data.").files
         if len(tables) != 1:
             raise DataError(f"Folder {p} has {len(tables)} .csv/.tsv files and no .tar shards; pass the caption "
                             "file itself with --data (or a folder holding exactly one).")

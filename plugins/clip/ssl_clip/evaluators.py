@@ -84,6 +84,7 @@ class RetrievalEvaluator(Evaluator):
 
     name = "clip_retrieval"
     needs_labels = False  # held-out pairs are enough: runs on unlabelled CSVs/shards too
+    required_keys = ("caption",)
 
     def __init__(self, ks: Sequence[int] = (1, 5, 10), batch_size: int = 256, max_pairs: int | None = 5000) -> None:
         self.ks, self.batch_size, self.max_pairs = tuple(int(k) for k in ks), batch_size, max_pairs

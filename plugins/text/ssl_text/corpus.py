@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from ssl_core.errors import DataError
+from ssl_core.files import find_files
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".rst")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -158,9 +159,10 @@ def read_jsonl(path: Path, text_field: str = "text", label_field: str | None = "
 def list_corpus_files(path: str | Path) -> tuple[list[Path], list[str | None]]:
     """The files a ``--data`` path names and the label of each (sub-folder name, or None).
 
-    A folder is searched recursively for ``.txt .text .md .rst .jsonl .ndjson`` (optionally
-    ``.gz``). When it has two or more sub-folders holding such files, the first-level
-    sub-folder name is each file's label (``root/<label>/*.txt``), as for image folders.
+    A folder is searched recursively (following symbolic links, by :func:`ssl_core.files.find_files`)
+    for ``.txt .text .md .rst .jsonl .ndjson`` (optionally ``.gz``). When it has two or more
+    sub-folders holding such files, the first-level sub-folder name is each file's label
+    (``root/<label>/*.txt``), as for image folders; files directly under the folder are unlabelled.
     """
     root = Path(path).expanduser()
     if not root.exists():
@@ -172,19 +174,12 @@ def list_corpus_files(path: str | Path) -> tuple[list[Path], list[str | None]]:
         if os.path.getsize(root) == 0:
             raise DataError(f"Text file {root} is empty. Point --data at a file with text in it.")
         return [root], [None]
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and _suffix(p) in ALL_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-    if not files:
-        raise DataError(
-            f"No text files found under {root} (looked for {', '.join(ALL_SUFFIXES)}, optionally "
-            ".gz). Put .txt or .jsonl files in the folder, or one sub-folder of them per class."
-        )
-    firsts = {p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1}
-    labelled = len(firsts) >= 2
-    labels = [p.relative_to(root).parts[0] if labelled and len(p.relative_to(root).parts) > 1 else None for p in files]
+    listing = find_files(root, ALL_SUFFIXES, what="text files", compressed=True,
+                         hint="Put .txt or .jsonl files in the folder, or one sub-folder of them per class.")
+    files = listing.files
+    if listing.labels is None:
+        return files, [None] * len(files)
+    labels = [None if lab is None else listing.classes[lab] for lab in listing.labels]
     return files, labels
 
 

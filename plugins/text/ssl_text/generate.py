@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ssl_core.errors import ConfigError, DataError
 
 
@@ -22,6 +20,8 @@ def generate_text(encoder: Any, tokenizer: Any, prompt: str, max_new_tokens: int
     The prompt is preceded by ``<eos>``, the document-start token the model was trained with,
     so it is read as the opening of a new document.
     """
+    import torch  # here, not at module level: importing ssl_text (`ssl list`) must not import torch
+
     from ssl_text.tokenizer import special_ids
 
     if max_new_tokens < 0 or num_samples < 1:
@@ -48,6 +48,7 @@ def load_generator(run_dir: str | Path, device: str = "auto") -> tuple[Any, Any]
     The tokenizer comes from ``RUN_DIR/tokenizer.json`` (saved at the end of training); the
     encoder from ``RUN_DIR/encoder.pt`` and the run's config.
     """
+    import torch
     from tokenizers import Tokenizer
 
     from ssl_core.registry import get_registry

@@ -19,10 +19,10 @@ from torch.utils.data import Dataset
 
 from ssl_core.data import TensorDictDataset, stratified_split
 from ssl_core.errors import DataError
+from ssl_core.files import IMAGE_SUFFIXES, SHARD_SUFFIXES, find_files, iter_files
 from ssl_core.interfaces import DataModule
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def digits(path: str | None = None, image_size: int = 16, test_fraction: float = 0.25, seed: int = 0) -> DataModule:
@@ -150,24 +150,12 @@ def image_folder(
     """Images from a folder (jpg/png/...); class sub-folders give labels for evaluation."""
     if not path:
         raise DataError("The 'imagefolder' dataset needs --data PATH (a folder of images).")
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"Image folder {root} does not exist or is not a directory. Check --data.")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files: list[Path] = []
-    labels: list[int] | None = [] if classes else None
-    if classes:
-        for ci, c in enumerate(classes):
-            found = sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            files += found
-            labels += [ci] * len(found)  # type: ignore[operator]
-    else:
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        shards = sorted(root.rglob("*.tar"))
-        hint = (f" Found {len(shards)} .tar shard(s): read them with --dataset webdataset." if shards
-                else " Put images in the folder or in one sub-folder per class.")
-        raise DataError(f"No images found under {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).{hint}")
+    root = Path(path).expanduser()
+    shards = root.is_dir() and next(iter_files(root, SHARD_SUFFIXES), None) is not None
+    hint = ("It holds .tar shards: read them with --dataset webdataset." if shards
+            else "Put images in the folder or in one sub-folder per class.")
+    listing = find_files(root, IMAGE_SUFFIXES, what="images", files=False, hint=hint).class_files("images")
+    files, labels, classes = listing.files, listing.labels, listing.classes
     extras = {"encoder_kwargs": {"in_channels": channels}, "augmenter_kwargs": {"image_size": image_size}}
     if labels is None or len(classes) < 2:
         ds = ImageFolderDataset(files, labels, image_size, channels)

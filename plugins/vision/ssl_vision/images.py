@@ -28,19 +28,32 @@ def save_image_grid(
     border: int = 2,
     borders: Sequence[Sequence[Colour | None]] | None = None,
     background: Colour = (255, 255, 255),
+    column_titles: Sequence[str] | None = None,
+    captions: Sequence[Sequence[str]] | None = None,
+    legend: Sequence[tuple[Colour, str]] | None = None,
 ) -> Path:
     """Write ``rows`` of ``[C, H, W]`` images (1 or 3 channels) as one PNG grid.
 
     Every image is resized (nearest neighbour) to ``cell`` x ``cell`` pixels; ``borders[r][c]``
-    optionally draws a coloured frame around cell (r, c). Returns the path written.
+    optionally draws a coloured frame around cell (r, c). ``column_titles`` are written above
+    the columns, ``captions[r][c]`` under cell (r, c) (e.g. class names, shortened to fit) and
+    ``legend`` (colour, meaning) pairs under the grid. Returns the path written.
     """
-    from PIL import Image
+    from PIL import Image, ImageDraw, ImageFont
 
     if not rows or not any(rows):
         raise ValueError("save_image_grid needs at least one image.")
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    font_px = max(10, min(14, cell // 4))
+    line = font_px + 4
     step = cell + 2 * border + pad
-    canvas = np.empty((n_rows * step + pad, n_cols * step + pad, 3), dtype=np.uint8)
+    top_band = line + 2 if column_titles else 0
+    row_h = step + (line if captions else 0)
+    legend_h = (line + 4) * len(legend) + pad if legend else 0
+    font = ImageFont.load_default(size=font_px)
+    legend_w = max((pad + line + 8 + int(font.getlength(m)) for _, m in legend or []), default=0)
+    canvas = np.empty((top_band + n_rows * row_h + pad + legend_h, max(n_cols * step + pad, legend_w), 3),
+                      dtype=np.uint8)
     canvas[:] = background
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
@@ -51,14 +64,39 @@ def save_image_grid(
             if x.shape[0] == 1:
                 x = x.expand(3, -1, -1)
             pixels = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            top, left = pad + r * step, pad + c * step
+            top, left = top_band + pad + r * row_h, pad + c * step
             colour = borders[r][c] if borders is not None and c < len(borders[r]) else None
             if colour is not None:
                 canvas[top: top + cell + 2 * border, left: left + cell + 2 * border] = colour
             canvas[top + border: top + border + cell, left + border: left + border + cell] = pixels
+    image = Image.fromarray(canvas)
+    if column_titles or captions or legend:
+        draw = ImageDraw.Draw(image)
+        width = cell + 2 * border
+
+        def fit(text: str) -> str:  # shorten to the cell's width
+            text = str(text)
+            while text and draw.textlength(text, font=font) > width:
+                text = text[:-2] + "\u2026" if len(text) > 2 else text[:-1]
+            return text
+
+        for c, title in enumerate(column_titles or []):
+            text = fit(title)
+            x0 = pad + c * step + (width - draw.textlength(text, font=font)) / 2
+            draw.text((x0, 1), text, fill=(0, 0, 0), font=font)
+        for r, row_caps in enumerate(captions or []):
+            for c, cap in enumerate(row_caps):
+                text = fit(cap)
+                x0 = pad + c * step + (width - draw.textlength(text, font=font)) / 2
+                draw.text((x0, top_band + pad + r * row_h + step - pad + 1), text, fill=(40, 40, 40), font=font)
+        y = top_band + n_rows * row_h + pad
+        for colour, meaning in legend or []:
+            draw.rectangle([pad, y + 2, pad + line - 2, y + line], fill=colour, outline=(0, 0, 0))
+            draw.text((pad + line + 4, y + 2), meaning, fill=(0, 0, 0), font=font)
+            y += line + 4
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    Image.fromarray(canvas).save(tmp, format="PNG")
+    image.save(tmp, format="PNG")
     tmp.replace(path)
     return path

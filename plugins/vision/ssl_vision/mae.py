@@ -36,6 +36,8 @@ from ssl_vision.losses import masked_patch_mse
 from ssl_vision.vit import ViTEncoder, sincos_pos_embed_2d
 
 RECONSTRUCTION_FILE = "mae_reconstructions.png"
+RECONSTRUCTION_CELL = 112
+"""Pixels per picture in the reconstruction grid (16-32 px inputs are enlarged to be seen)."""
 
 
 def patchify(images: Tensor, patch: int) -> Tensor:
@@ -219,6 +221,7 @@ class MAE(Objective):
             device = next(self.parameters()).device
             out = self.reconstruct(images.to(device))
             rows = [[out[k][i] for k in ("original", "masked", "reconstruction", "pasted")] for i in range(len(first))]
-            save_image_grid(rows, Path(run_dir) / RECONSTRUCTION_FILE)
+            titles = ["original", f"masked {self.mask_ratio:.0%}", "reconstruction", "recon. + visible"]
+            save_image_grid(rows, Path(run_dir) / RECONSTRUCTION_FILE, cell=RECONSTRUCTION_CELL, column_titles=titles)
         except Exception as exc:  # an artifact must never fail a finished run
             warnings.warn(f"MAE could not write {Path(run_dir) / RECONSTRUCTION_FILE}: {exc}", stacklevel=2)

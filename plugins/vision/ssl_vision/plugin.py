@@ -8,75 +8,84 @@ papers' settings (encoders, head sizes, schedules) stay available through the co
 from __future__ import annotations
 
 from ssl_core import hookimpl
-from ssl_vision import data, encoders, fashion_mnist, shards, stream, vit
-from ssl_vision.augment import MultiCropAugmenter, SingleViewAugmenter, TwoViewAugmenter, byol_views
-from ssl_vision.byol import BYOL
-from ssl_vision.dino import DINO
-from ssl_vision.mae import MAE
-from ssl_vision.nn_grid import NNGridEvaluator
-from ssl_vision.simclr import SimCLR
+from ssl_core.files import HF_DATASET, IMAGE_SUFFIXES, SHARD_SUFFIXES, Accepts
+
+# Factories are import paths ("module:attr"): `ssl list` reads this file without importing torch.
 
 EVALUATORS = ["knn", "linear_probe", "few_shot", "health", "nn_grid"]
+# What each file reader takes as --data; `ssl run --data PATH` tries READERS in this order
+# (local shards are streamed only when named with --dataset webdataset_stream).
+IMAGE_FOLDER = Accepts(IMAGE_SUFFIXES, files=False, layout="one sub-folder per class gives labels")
+LOCAL_SHARDS = Accepts(SHARD_SUFFIXES, patterns=True, layout="WebDataset members KEY.jpg/png (+ KEY.cls)")
+REMOTE_SHARDS = Accepts(SHARD_SUFFIXES, folders=False, files=False, schemes=("http", "https", "pipe"),
+                        layout="streamed; needs --steps")
+# a folder holding the MNIST family's training images file (raw or gzipped) is an idx folder
+IDX_FOLDER = Accepts(folders=False, files=False,
+                     markers=("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"),
+                     layout="the idx files train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-...")
+READERS = ("imagefolder", "idx", "webdataset", "webdataset_stream", "hf_images")
 
 
 @hookimpl
 def register_encoders(register):  # type: ignore[no-untyped-def]
-    register("resnet_small", encoders.resnet_small, modality="vision",
+    register("resnet_small", "ssl_vision.encoders:resnet_small", modality="vision",
              summary="Narrow ResNet from torchvision BasicBlocks (~1.2M params), for CPU runs")
-    register("resnet18", encoders.resnet18, modality="vision", summary="torchvision ResNet-18, small-image stem")
-    register("resnet50", encoders.resnet50, modality="vision", summary="torchvision ResNet-50")
-    register("vit_nano", vit.vit_nano, modality="vision",
+    register("resnet18", "ssl_vision.encoders:resnet18", modality="vision", summary="torchvision ResNet-18, small-image stem")
+    register("resnet50", "ssl_vision.encoders:resnet50", modality="vision", summary="torchvision ResNet-50")
+    register("vit_nano", "ssl_vision.vit:vit_nano", modality="vision",
              summary="ViT for 16-32 px images on CPU: patch 4, 128-d, 4 blocks (timm blocks, ~0.8M params)")
-    register("vit_micro", vit.vit_micro, modality="vision",
+    register("vit_micro", "ssl_vision.vit:vit_micro", modality="vision",
              summary="ViT for 16-32 px images on CPU: patch 4, 192-d, 6 blocks (timm blocks, ~2.7M params)")
-    register("vit_tiny", vit.vit_tiny, modality="vision", summary="ViT-Tiny: patch 16, 192-d, 12 blocks (timm)")
-    register("vit_small", vit.vit_small, modality="vision", summary="ViT-Small: patch 16, 384-d, 12 blocks (timm)")
-    register("vit_base", vit.vit_base, modality="vision", summary="ViT-Base: patch 16, 768-d, 12 blocks (timm)")
+    register("vit_tiny", "ssl_vision.vit:vit_tiny", modality="vision", summary="ViT-Tiny: patch 16, 192-d, 12 blocks (timm)")
+    register("vit_small", "ssl_vision.vit:vit_small", modality="vision", summary="ViT-Small: patch 16, 384-d, 12 blocks (timm)")
+    register("vit_base", "ssl_vision.vit:vit_base", modality="vision", summary="ViT-Base: patch 16, 768-d, 12 blocks (timm)")
 
 
 @hookimpl
 def register_augmenters(register):  # type: ignore[no-untyped-def]
-    register("simclr_views", TwoViewAugmenter, modality="vision",
+    register("simclr_views", "ssl_vision.augment:TwoViewAugmenter", modality="vision",
              summary="Two views: crop+flip, colour jitter, grayscale, blur (batched, on device)")
-    register("byol_views", byol_views, modality="vision",
+    register("byol_views", "ssl_vision.augment:byol_views", modality="vision",
              summary="BYOL's asymmetric two views: blur p=1.0/0.1, solarise p=0/0.2 (batched, on device)")
-    register("multicrop", MultiCropAugmenter, modality="vision",
+    register("multicrop", "ssl_vision.augment:MultiCropAugmenter", modality="vision",
              summary="DINO multi-crop: 2 global + N local crops, blur/solarise per crop (batched, on device)")
-    register("mae_views", SingleViewAugmenter, modality="vision",
+    register("mae_views", "ssl_vision.augment:SingleViewAugmenter", modality="vision",
              summary="MAE: one random-resized crop + flip per image (batched, on device)")
 
 
 @hookimpl
 def register_datasets(register):  # type: ignore[no-untyped-def]
-    register("fashion_mnist", fashion_mnist.fashion_mnist, modality="vision", builtin=True,
+    register("fashion_mnist", "ssl_vision.fashion_mnist:fashion_mnist", modality="vision", builtin=True,
              summary="Fashion-MNIST (Debian dataset-fashion-mnist or $SSLKIT_FASHION_MNIST): official split, "
-                     "balanced 10k/2k subset; falls back to digits, loudly")
-    register("digits", data.digits, modality="vision", builtin=True,
-             summary="UCI handwritten digits shipped in scikit-learn (1,797 images, 10 classes): tests, fallback")
-    register("imagefolder", data.image_folder, modality="vision",
-             summary="Folder of jpg/png images; class sub-folders give labels")
-    register("idx", fashion_mnist.idx_folder, modality="vision",
-             summary="Folder of MNIST-family idx(.gz) files (MNIST, Fashion-MNIST, KMNIST, EMNIST)")
-    register("webdataset", shards.webdataset, modality="vision",
-             summary="WebDataset .tar shards (folder, glob or file) of jpg/png + cls/txt")
-    register("webdataset_stream", stream.webdataset_stream, modality="vision",
+                     "balanced 10k/2k subset; falls back to digits, loudly",
+             reader=READERS)
+    register("digits", "ssl_vision.data:digits", modality="vision", builtin=True,
+             summary="UCI handwritten digits shipped in scikit-learn (1,797 images, 10 classes): tests, fallback",
+             reader=READERS)
+    register("imagefolder", "ssl_vision.data:image_folder", modality="vision",
+             summary="Folder of jpg/png images; class sub-folders give labels", accepts=IMAGE_FOLDER)
+    register("idx", "ssl_vision.fashion_mnist:idx_folder", modality="vision",
+             summary="Folder of MNIST-family idx(.gz) files (MNIST, Fashion-MNIST, KMNIST, EMNIST)", accepts=IDX_FOLDER)
+    register("webdataset", "ssl_vision.shards:webdataset", modality="vision",
+             summary="WebDataset .tar shards (folder, glob or file) of jpg/png + cls/txt", accepts=LOCAL_SHARDS)
+    register("webdataset_stream", "ssl_vision.stream:webdataset_stream", modality="vision",
              summary="WebDataset shards streamed from paths, http(s):// or pipe:CMD (needs --steps); "
-                     "eval_path: labelled shards held in memory")
-    register("hf_images", data.hf_images, modality="vision",
+                     "eval_path: labelled shards held in memory", accepts=REMOTE_SHARDS)
+    register("hf_images", "ssl_vision.data:hf_images", modality="vision",
              summary="Hugging Face dataset on disk (save_to_disk, .arrow, .parquet): image_column, label_column "
-                     "(pip install 'sslkit[hf]')")
+                     "(pip install 'sslkit[hf]')", accepts=HF_DATASET)
 
 
 @hookimpl
 def register_evaluators(register):  # type: ignore[no-untyped-def]
-    register("nn_grid", NNGridEvaluator, modality="vision",
+    register("nn_grid", "ssl_vision.nn_grid:NNGridEvaluator", modality="vision",
              summary="Nearest-neighbour grid PNG (query + nearest training images) and precision@k")
 
 
 @hookimpl
 def register_objectives(register):  # type: ignore[no-untyped-def]
     register(
-        "simclr", SimCLR, modality="vision",
+        "simclr", "ssl_vision.simclr:SimCLR", modality="vision",
         summary="SimCLR: contrastive NT-Xent over two augmented views (Chen et al., 2020)",
         recipe={
             "encoder": "resnet_small",
@@ -89,7 +98,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
         },
     )
     register(
-        "byol", BYOL, modality="vision",
+        "byol", "ssl_vision.byol:BYOL", modality="vision",
         summary="BYOL: online/target networks, predictor, EMA target (Grill et al., 2020)",
         recipe={
             "encoder": "resnet_small",
@@ -103,7 +112,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
         },
     )
     register(
-        "dino", DINO, modality="vision",
+        "dino", "ssl_vision.dino:DINO", modality="vision",
         summary="DINO: self-distillation with multi-crop, centring, sharpening, EMA teacher (Caron et al., 2021)",
         recipe={
             "encoder": "vit_nano",
@@ -122,7 +131,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
         },
     )
     register(
-        "mae", MAE, modality="vision",
+        "mae", "ssl_vision.mae:MAE", modality="vision",
         summary="MAE: ViT on visible patches, 75% masking, light decoder, normalised pixels (He et al., 2022)",
         recipe={
             "encoder": "vit_micro",
@@ -138,9 +147,7 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_exporters(register):  # type: ignore[no-untyped-def]
-    from ssl_vision.export import TimmExporter, TorchvisionExporter
-
-    register("torchvision", TorchvisionExporter, modality="vision",
+    register("torchvision", "ssl_vision.export:TorchvisionExporter", modality="vision",
              summary="ResNet-18/34/50 trunk as a torchvision state dict (strict load; stem noted in config.json)")
-    register("timm", TimmExporter, modality="vision",
+    register("timm", "ssl_vision.export:TimmExporter", modality="vision",
              summary="ResNets as timm ResNet, ViTs as timm VisionTransformer (strict load, same features)")
