@@ -9,11 +9,9 @@ import math
 from ssl_core.runner import resolve_config, run_experiment
 
 
-def test_short_run_beats_random_on_zero_shot_retrieval_and_knn(tmp_path, registry, fashion_root) -> None:
+def test_short_run_beats_random_on_zero_shot_retrieval_and_knn(tmp_path, registry, fashion_root, reevaluate) -> None:
     # Fashion-MNIST (Debian's copy on CI; a stand-in idx folder of real digit images elsewhere):
     # 2,000 official-train pairs, 500 official-test pairs held out, 100 steps of 64
-    # the core's probes run on the exported image tower
-    assert trained["knn_top1"] == reevaluate(tmp_path / "run")["knn_top1"], trained
     cfg = resolve_config("clip", modality="image-text", registry=registry, overrides={
         "out": str(tmp_path / "run"),
         "dataset_kwargs": {"root": str(fashion_root), "train_size": 2000, "test_size": 500},
