@@ -388,10 +388,6 @@ class Registry:
                     out.append(spec)
         return out
 
-    def names(self, kind: str) -> list[str]:
-        """Names of the components of ``kind`` in the order they were registered."""
-        return list(self._components[kind])
-
     def modalities(self, any_kind: bool = False) -> list[str]:
         """Modalities that have at least one objective (or, with ``any_kind``, any component)."""
         kinds = KINDS if any_kind else ("objective",)

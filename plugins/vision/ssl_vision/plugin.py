@@ -21,7 +21,7 @@ REMOTE_SHARDS = Accepts(SHARD_SUFFIXES, folders=False, files=False, schemes=("ht
                         layout="streamed; needs --steps")
 # a folder holding the MNIST family's training images file (raw or gzipped) is an idx folder
 IDX_FOLDER = Accepts(folders=False, files=False,
-                     markers=("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"),
+                     markers=("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte", "train-images.idx3-ubyte"),
                      layout="the idx files train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-...")
 READERS = ("imagefolder", "idx", "webdataset", "webdataset_stream", "hf_images")
 
