@@ -505,6 +505,20 @@ class Trainer:
                 yield epoch, micro
                 step += 1
 
+    def _stop_loader_workers(self) -> None:
+        """End the persistent DataLoader workers when :meth:`fit` returns or raises.
+
+        They ignore SIGTERM (see :func:`_loader_worker_init`), so if they were still alive when
+        the interpreter exits, ``multiprocessing``'s exit handler would SIGTERM them and then wait
+        for them forever: a script holding its ``Trainer`` in a global would never exit."""
+        loader, self._train_loader = self._train_loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None:
+            shutdown = getattr(iterator, "_shutdown_workers", None)  # private to PyTorch; see the test
+            if shutdown is not None:
+                shutdown()
+            loader._iterator = None  # type: ignore[union-attr]
+
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
@@ -563,6 +577,7 @@ class Trainer:
                         )
         finally:
             bar.close()
+            self._stop_loader_workers()
             if owned:
                 metrics.close()
         wall = time.perf_counter() - t_start

@@ -16,6 +16,21 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True)
+def no_child_process_outlives_its_test():
+    """Fail the test that leaves a ``multiprocessing`` child running (a DataLoader worker, a
+    spawned rank), and kill it: such a child makes the interpreter's exit handler wait for it, so
+    the suite would print its summary and then never exit."""
+    import multiprocessing
+
+    yield
+    left = [p for p in multiprocessing.active_children() if p.is_alive()]
+    for p in left:
+        p.kill()
+        p.join(5)
+    assert not left, f"child processes still running after the test: {left}"
+
+
 @pytest.fixture
 def registry():
     """A fresh registry built from the installed entry points."""

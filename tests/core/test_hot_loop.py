@@ -10,6 +10,8 @@ DataLoader workers.
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 import torch
 
@@ -302,6 +304,12 @@ def test_dataloader_workers_persist_across_epochs() -> None:
     trainer._loader = counted  # type: ignore[method-assign]
     result = trainer.fit()
     assert result.steps == 8 and len(made) == 1 and made[0].persistent_workers
+    # ...and end with the run: workers ignore SIGTERM, so one still alive at interpreter exit
+    # makes multiprocessing's exit handler wait forever (a script with a global Trainer hung;
+    # here `trainer` is kept alive by the reference cycle through `counted`, as such a global is)
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+    assert trainer.fit().steps == 8 and len(made) == 2  # a later fit starts fresh workers
+    assert not multiprocessing.active_children()
 
 
 # --------------------------------------------------------------------------- allocator
