@@ -116,6 +116,48 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_ranks(args: Sequence[str], nproc: int = 2, timeout_s: float = 1200.0,
+              env: Mapping[str, str] | None = None) -> tuple[list[subprocess.CompletedProcess], bool]:
+    """Run ``python ARGS`` as ``nproc`` ranks of one process group on this machine and wait.
+
+    Each process gets the environment torchrun would give it (``RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR``/``MASTER_PORT`` of a free local port), without torchrun's own process. When a
+    rank fails or ``timeout_s`` passes, the others are killed: a rank left waiting for a failed
+    peer would wait for its collective timeout (30 minutes). Returns each rank's result (exit
+    status, stdout and stderr merged into ``stdout``) and whether the time ran out.
+    """
+    base = {**os.environ, **(env or {}), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+            "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, *args]
+    with tempfile.TemporaryDirectory(prefix="sslkit-ranks-") as tmp:
+        logs = [open(Path(tmp) / f"rank{r}.log", "w+", encoding="utf-8") for r in range(nproc)]
+        procs = [subprocess.Popen(cmd, env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+                                  stdout=logs[r], stderr=subprocess.STDOUT)
+                 for r in range(nproc)]
+        deadline = time.monotonic() + timeout_s
+        timed_out = False
+        try:
+            while any(p.poll() is None for p in procs):
+                if any(p.returncode not in (None, 0) for p in procs):
+                    break
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                time.sleep(0.1)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        results = []
+        for r, log in enumerate(logs):
+            log.seek(0)
+            results.append(subprocess.CompletedProcess(cmd, procs[r].returncode, log.read(), ""))
+            log.close()
+    return results, timed_out
+
+
 def run_equivalence(cases: Sequence[EquivalenceCase], nproc: int = 2, timeout_s: float = 1200.0,
                     seed: int = 0) -> list[EquivalenceResult]:
     """Run every case on ``nproc`` gloo processes (one launch) and return rank 0's measurements.
@@ -126,35 +168,11 @@ def run_equivalence(cases: Sequence[EquivalenceCase], nproc: int = 2, timeout_s:
     with tempfile.TemporaryDirectory(prefix="sslkit-equivalence-") as tmp:
         spec, out = Path(tmp) / "cases.json", Path(tmp) / "results.json"
         spec.write_text(json.dumps({"seed": seed, "cases": [asdict(c) for c in cases]}))
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-               "WORLD_SIZE": str(nproc), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-               "TQDM_DISABLE": "1"}
-        logs = [open(Path(tmp) / f"rank{r}.log", "w+", encoding="utf-8") for r in range(nproc)]
-        procs = [subprocess.Popen([sys.executable, "-m", "ssl_core.equivalence", str(spec), str(out)],
-                                  env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                                  stdout=logs[r], stderr=subprocess.STDOUT)
-                 for r in range(nproc)]
-        deadline = time.monotonic() + timeout_s
-        try:
-            while any(p.poll() is None for p in procs):
-                failed = [r for r, p in enumerate(procs) if p.returncode not in (None, 0)]
-                if failed or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-        finally:
-            for p in procs:  # a rank left waiting for a failed peer would wait for 30 minutes
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-        if any(p.returncode != 0 for p in procs) or not out.exists():
-            tails = []
-            for r, log in enumerate(logs):
-                log.seek(0)
-                tails.append(f"--- rank {r} (exit {procs[r].returncode}) ---\n{log.read()[-3000:]}")
-            why = "timed out" if time.monotonic() > deadline else "failed"
+        ranks, timed_out = run_ranks(["-m", "ssl_core.equivalence", str(spec), str(out)], nproc, timeout_s)
+        if any(r.returncode != 0 for r in ranks) or not out.exists():
+            tails = [f"--- rank {i} (exit {r.returncode}) ---\n{r.stdout[-3000:]}" for i, r in enumerate(ranks)]
+            why = "timed out" if timed_out else "failed"
             raise RuntimeError(f"The distributed-equivalence processes {why}:\n" + "\n".join(tails))
-        for log in logs:
-            log.close()
         return [EquivalenceResult(**r) for r in json.loads(out.read_text())]
 
 

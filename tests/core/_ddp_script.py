@@ -1,20 +1,27 @@
-"""Trains a small model for a few steps; run directly (1 process) or under torchrun (N processes).
+"""Trains a small model for a few steps: in-process on 1 process (:func:`train`), or as a batch of
+runs on N ranks of one gloo group, started by ``ssl_core.equivalence.run_ranks`` or torchrun.
 
-    python tests/core/_ddp_script.py MODE OUT.pt [ACCUM] [STRATEGY] [RUN_DIR] [CRASH_AT]
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/core/_ddp_script.py MODE OUT.pt ...
+    python tests/core/_ddp_script.py JOBS.json OUT.pt
+
+JOBS.json maps a name to :func:`train`'s keyword arguments; the jobs run one after the other in
+the same process group (one launch pays the interpreter start and ``import torch`` once), and
+rank 0 saves ``{name: result}`` to OUT.pt.
 
 MODE ``mse``: per-sample loss; ``contrastive``: InfoNCE whose negatives are gathered from every
-rank with gradients and a learned 0-dim temperature; ``stream``: ``mse`` on a 3-shard stream (ranks get unequal shares);
-``ema``: regression onto a frozen EMA teacher (BYOL-style), so sharded
+rank with gradients and a learned 0-dim temperature; ``stream``: ``mse`` on a 3-shard stream (ranks
+get unequal shares); ``ema``: regression onto a frozen EMA teacher (BYOL-style), so sharded
 student and teacher weights must line up. STRATEGY is ``ddp`` or ``fsdp``. With RUN_DIR the run
-checkpoints every 3 steps there; CRASH_AT > 0 raises after that step (a simulated crash), and a
-later call with the same RUN_DIR resumes. Rank 0 saves the final state dict and the losses to OUT.
+checkpoints every 3 steps there and resumes from a checkpoint it finds; CRASH_AT > 0 raises after
+that step (a simulated crash: the job records the message and the checkpoint it left).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,12 +72,10 @@ class PlainObjective(Objective):
                 t.mul_(0.8).add_(s, alpha=0.2)
 
 
-def main() -> None:
-    mode, out = sys.argv[1], sys.argv[2]
-    accum = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    strategy = sys.argv[4] if len(sys.argv) > 4 else "ddp"
-    run_dir = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] != "-" else None
-    crash_at = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+def train(mode: str, accum: int = 1, strategy: str = "ddp", run_dir: str | None = None,
+          crash_at: int = 0) -> dict[str, Any]:
+    """One run of :class:`PlainObjective` (6 steps, global batch 64) on this process's group (or
+    alone); the losses by step, the full final state (on rank 0 under FSDP) and what was run."""
     torch.manual_seed(0)
     obj = PlainObjective(mode)
     cfg = TrainConfig(steps=6, batch_size=64, grad_accum=accum, lr=0.05, optimizer="sgd", weight_decay=0.0,
@@ -87,12 +92,26 @@ def main() -> None:
         data = DataModule(train=IndexStream(data.train.fields["x"], shards=3))  # type: ignore[attr-defined]
     trainer = Trainer(obj, data, cfg, run_dir, callbacks=[crash])
     resume = bool(run_dir) and (trainer.checkpoint_path is not None and trainer.checkpoint_path.exists())
-    result = trainer.fit(resume=resume)
+    try:
+        result = trainer.fit(resume=resume)
+    except RuntimeError as exc:  # raised on every rank at the same step, so no collective is left half-done
+        if not str(exc).startswith("simulated crash"):
+            raise
+        saved = torch.load(trainer.checkpoint_path, weights_only=False) if trainer.is_main else {}
+        return {"crashed": str(exc), "checkpoint": {
+            "step": saved.get("step"), "optimizer_format": saved.get("optimizer_format"),
+            "shapes": {k: tuple(v.shape) for k, v in saved.get("objective", {}).items()}}}
     state = trainer.full_objective_state()  # collective under FSDP
-    if trainer.is_main:
-        torch.save({"state": state, "losses": {r["step"]: r["loss"] for r in result.history},
-                    "epochs": [r["epoch"] for r in result.history],
-                    "world_size": trainer.world_size, "sharded": trainer.fsdp is not None}, out)
+    return {"state": state, "losses": {r["step"]: r["loss"] for r in result.history},
+            "epochs": [r["epoch"] for r in result.history], "resumed": resume,
+            "world_size": trainer.world_size, "sharded": trainer.fsdp is not None}
+
+
+def main() -> None:
+    jobs, out = json.loads(Path(sys.argv[1]).read_text()), sys.argv[2]
+    results = {name: train(**kwargs) for name, kwargs in jobs.items()}
+    if D.is_main_process():
+        torch.save(results, out)
     D.shutdown()
 
 

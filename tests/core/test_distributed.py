@@ -1,26 +1,57 @@
 """Two gloo processes on CPU take the same optimiser steps as one process with the same global
-batch, under DDP and under FSDP, and an FSDP run resumes exactly after a crash."""
+batch, under DDP and under FSDP, and an FSDP run resumes exactly after a crash.
+
+All 2-process runs share one launch (``two``); the 1-process references run in this process.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import importlib.util
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = str(Path(__file__).with_name("_ddp_script.py"))
-TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+from ssl_core.equivalence import run_ranks
+from ssl_core.errors import ConfigError
+
+SCRIPT = Path(__file__).with_name("_ddp_script.py")
+CASES = [("mse", 1, "ddp"), ("mse", 2, "ddp"), ("contrastive", 1, "ddp"),
+         ("mse", 2, "fsdp"), ("contrastive", 1, "fsdp"), ("ema", 1, "fsdp")]
 
 
-def _run(args: list[str], ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    res = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=300)
-    if ok:
-        assert res.returncode == 0, res.stderr[-3000:]
-    return res
+def _script():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("_ddp_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every 2-process run of this file, in one launch of two gloo ranks (the runs go one after the
+    other in the same group): the cases of ``CASES``, a stream of unequal shards, and an FSDP run
+    that crashes after step 4 and is then resumed from its checkpoint by a new Trainer."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    jobs = {f"{m}-{a}-{s}": {"mode": m, "accum": a, "strategy": s} for m, a, s in CASES}
+    jobs["stream"] = {"mode": "stream"}
+    crash_dir = str(tmp / "crash")
+    jobs["crashed"] = {"mode": "ema", "strategy": "fsdp", "run_dir": crash_dir, "crash_at": 4}
+    jobs["resumed"] = {"mode": "ema", "strategy": "fsdp", "run_dir": crash_dir}
+    (tmp / "jobs.json").write_text(json.dumps(jobs))
+    ranks, timed_out = run_ranks([str(SCRIPT), str(tmp / "jobs.json"), str(tmp / "out.pt")], nproc=2, timeout_s=600)
+    assert not timed_out and all(r.returncode == 0 for r in ranks), "\n".join(r.stdout[-3000:] for r in ranks)
+    return {**torch.load(tmp / "out.pt", weights_only=False), "crash_dir": Path(crash_dir)}
+
+
+@pytest.fixture(scope="module")
+def one() -> dict:
+    """The 1-process references, trained in this process (no process group: the Trainer runs
+    single-process whatever ``strategy`` says, so the FSDP cases share the DDP ones' reference)."""
+    script = _script()
+    return {(m, a): script.train(m, a) for m, a in {(m, a) for m, a, _ in CASES}}
 
 
 def _assert_same(a: dict, b: dict) -> None:
@@ -30,15 +61,9 @@ def _assert_same(a: dict, b: dict) -> None:
         torch.testing.assert_close(a["state"][k], b["state"][k], rtol=1e-4, atol=1e-5, msg=k)
 
 
-@pytest.mark.parametrize("mode,accum,strategy", [
-    ("mse", 1, "ddp"), ("mse", 2, "ddp"), ("contrastive", 1, "ddp"),
-    ("mse", 2, "fsdp"), ("contrastive", 1, "fsdp"), ("ema", 1, "fsdp"),
-])
-def test_two_processes_match_one(tmp_path: Path, mode: str, accum: int, strategy: str) -> None:
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    _run([SCRIPT, mode, str(one), str(accum), strategy])
-    _run([*TORCHRUN, SCRIPT, mode, str(two), str(accum), strategy])
-    a, b = torch.load(one), torch.load(two)
+@pytest.mark.parametrize("mode,accum,strategy", CASES)
+def test_two_processes_match_one(one: dict, two: dict, mode: str, accum: int, strategy: str) -> None:
+    a, b = one[(mode, accum)], two[f"{mode}-{accum}-{strategy}"]
     assert a["world_size"] == 1 and b["world_size"] == 2
     assert b["sharded"] == (strategy == "fsdp")
     assert a["losses"][6] < a["losses"][1]
@@ -50,34 +75,32 @@ def test_two_processes_match_one(tmp_path: Path, mode: str, accum: int, strategy
         assert not torch.equal(s["teacher.net.0.weight"], s["encoder.net.0.weight"])
 
 
-def test_fsdp_run_resumes_exactly_after_a_crash(tmp_path: Path) -> None:
-    full, resumed = tmp_path / "full.pt", tmp_path / "resumed.pt"
-    _run([*TORCHRUN, SCRIPT, "ema", str(full), "1", "fsdp", str(tmp_path / "a")])
-    crashed = _run([*TORCHRUN, SCRIPT, "ema", str(resumed), "1", "fsdp", str(tmp_path / "b"), "4"], ok=False)
-    assert crashed.returncode != 0 and "simulated crash after step 4" in crashed.stderr
-    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=False)
+def test_fsdp_run_resumes_exactly_after_a_crash(two: dict) -> None:
+    """The crashed run left its step-3 checkpoint (full tensors under their usual names); a new
+    Trainer resumed from it ends where the uninterrupted run (no checkpoints) ends."""
+    crashed, full, resumed = two["crashed"], two["ema-1-fsdp"], two["resumed"]
+    assert crashed["crashed"] == "simulated crash after step 4"
+    ckpt = crashed["checkpoint"]
     assert ckpt["step"] == 3 and ckpt["optimizer_format"] == "by_name"
-    assert "encoder.net.0.weight" in ckpt["objective"]  # full tensors under their usual names
-    assert ckpt["objective"]["encoder.net.0.weight"].shape == (32, 8)
-    _run([*TORCHRUN, SCRIPT, "ema", str(resumed), "1", "fsdp", str(tmp_path / "b")])
-    a, b = torch.load(full), torch.load(resumed)
-    assert sorted(b["losses"]) == [4, 5, 6]  # only the steps after the checkpoint ran again
-    assert all(b["losses"][s] == pytest.approx(a["losses"][s], rel=1e-5) for s in (4, 5, 6))
-    for k in a["state"]:
-        torch.testing.assert_close(a["state"][k], b["state"][k], rtol=1e-5, atol=1e-6, msg=k)
+    assert ckpt["shapes"]["encoder.net.0.weight"] == (32, 8)  # full tensors under their usual names
+    assert resumed["resumed"] and sorted(resumed["losses"]) == [4, 5, 6]  # only the steps after the checkpoint
+    assert all(resumed["losses"][s] == pytest.approx(full["losses"][s], rel=1e-5) for s in (4, 5, 6))
+    for k in full["state"]:
+        torch.testing.assert_close(full["state"][k], resumed["state"][k], rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_fsdp_checkpoint_does_not_resume_as_a_single_process(tmp_path: Path) -> None:
-    _run([*TORCHRUN, SCRIPT, "mse", str(tmp_path / "x.pt"), "1", "fsdp", str(tmp_path / "r"), "4"], ok=False)
-    res = _run([SCRIPT, "mse", str(tmp_path / "y.pt"), "1", "ddp", str(tmp_path / "r")], ok=False)
-    assert res.returncode != 0
-    assert "written by a FSDP run" in res.stderr and "same train.strategy" in res.stderr
+def test_fsdp_checkpoint_does_not_resume_as_a_single_process(two: dict, tmp_path: Path) -> None:
+    """The resumed FSDP run's last checkpoint, read by one process with train.strategy=ddp."""
+    run_dir = tmp_path / "copy"
+    shutil.copytree(two["crash_dir"], run_dir)
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["optimizer_format"] == "by_name"
+    with pytest.raises(ConfigError, match="written by a FSDP run.*same train.strategy"):
+        _script().train("ema", 1, "ddp", str(run_dir))
 
 
-def test_two_processes_stream_shards_of_unequal_length_without_hanging(tmp_path: Path) -> None:
+def test_two_processes_stream_shards_of_unequal_length_without_hanging(two: dict) -> None:
     """3 shards over 2 ranks: rank 1 runs dry first, and both ranks start the next epoch together."""
-    _run([*TORCHRUN, SCRIPT, "stream", str(tmp_path / "s.pt")])
-    b = torch.load(tmp_path / "s.pt")
+    b = two["stream"]
     # 256 rows in 3 shards of ~85; 32 rows per rank per step; the 1-shard rank has 2 steps' worth
     assert b["epochs"] == [0, 0, 1, 1, 2, 2]
     assert all(v == v for v in b["losses"].values())
