@@ -1,10 +1,11 @@
-"""A skipped non-finite step under DDP: run under torchrun with 2 processes.
+"""A skipped non-finite step under DDP: run as 2 ranks of one gloo group (``run_ranks`` or torchrun).
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/core/_nan_ddp_script.py STEPS BAD OUT.pt RUN_DIR
+    python tests/core/_nan_ddp_script.py OUT.pt RUN_ROOT NAME=STEPS:BAD [NAME=STEPS:BAD ...]
 
-BAD is a comma-separated list of step indices at which rank 1's input is scaled by inf (rank 0's
-stays finite). Rank 0 saves the objective's state, the skipped-step count of every rank and the
-checkpoint's step to OUT.pt.
+Each NAME is a run of STEPS steps in RUN_ROOT/NAME, one after the other in the same group. BAD is
+a comma-separated list of step indices at which rank 1's input is scaled by inf (rank 0's stays
+finite). Rank 0 saves, per NAME, the objective's state, the skipped-step count of every rank and
+the checkpoint's step to OUT.pt.
 """
 
 from __future__ import annotations
@@ -45,20 +46,31 @@ class Blowup(Objective):
         return {"loss": (self.encoder(x) - target).pow(2).mean()}
 
 
-def main() -> None:
-    steps, bad, out, run_dir = int(sys.argv[1]), {int(s) for s in sys.argv[2].split(",") if s}, sys.argv[3], sys.argv[4]
+def run(steps: int, bad: set[int], run_dir: str) -> dict | None:
+    """One run; what rank 0 saves (``None`` on the other ranks)."""
     torch.manual_seed(0)
     cfg = TrainConfig(steps=steps, batch_size=32, lr=0.01, warmup_fraction=0.0, min_lr_ratio=1.0, log_every=100,
                       checkpoint_every=1, health_every=0, progress=False)
     trainer = Trainer(Blowup(bad), gaussian_mixture(), cfg, run_dir)
     result = trainer.fit()
     skipped = trainer.strategy.gather_objects(result.skipped_steps)
-    if trainer.is_main:
-        state = {k: v.detach().cpu().clone() for k, v in trainer.objective.state_dict().items()}
-        saved = torch.load(f"{run_dir}/checkpoints/last.pt", weights_only=True)
-        torch.save({"state": state, "skipped": skipped, "checkpoint_step": saved["step"],
-                    "checkpoint": saved["objective"]}, out)
-    trainer.strategy.close()
+    if not trainer.is_main:
+        return None
+    state = {k: v.detach().cpu().clone() for k, v in trainer.objective.state_dict().items()}
+    saved = torch.load(f"{run_dir}/checkpoints/last.pt", weights_only=True)
+    return {"state": state, "skipped": skipped, "checkpoint_step": saved["step"], "checkpoint": saved["objective"]}
+
+
+def main() -> None:
+    out, root = sys.argv[1], sys.argv[2]
+    results = {}
+    for job in sys.argv[3:]:
+        name, spec = job.split("=")
+        steps, bad = spec.split(":")
+        results[name] = run(int(steps), {int(s) for s in bad.split(",") if s}, f"{root}/{name}")
+    if D.is_main_process():
+        torch.save(results, out)
+    D.shutdown()
 
 
 if __name__ == "__main__":

@@ -124,18 +124,14 @@ def test_stop_after_max_bad_steps_tolerated_and_step_numbers_match_metrics(tmp_p
 def test_skipped_step_under_ddp_is_skipped_on_every_rank_and_restores_global_batchnorm(tmp_path: Path) -> None:
     """Rank 1 alone sees a non-finite input at two steps; both ranks skip them, and the 2-process
     run (global-batch BatchNorm) ends exactly where a 2-process run without those steps does."""
-    import os
-    import subprocess
-    import sys
+    from ssl_core.equivalence import run_ranks
 
     script = str(Path(__file__).with_name("_nan_ddp_script.py"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    for name, steps, bad in (("good", 3, ""), ("skipped", 5, "3,4")):
-        res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                              script, str(steps), bad, str(tmp_path / f"{name}.pt"), str(tmp_path / name)],
-                             capture_output=True, text=True, env=env, timeout=300)
-        assert res.returncode == 0, res.stderr[-3000:]
-    good, skipped = torch.load(tmp_path / "good.pt"), torch.load(tmp_path / "skipped.pt")
+    ranks, timed_out = run_ranks([script, str(tmp_path / "out.pt"), str(tmp_path), "good=3:", "skipped=5:3,4"],
+                                 nproc=2, timeout_s=300)
+    assert not timed_out and all(r.returncode == 0 for r in ranks), "\n".join(r.stdout[-3000:] for r in ranks)
+    out = torch.load(tmp_path / "out.pt")
+    good, skipped = out["good"], out["skipped"]
     assert good["skipped"] == [0, 0] and skipped["skipped"] == [2, 2]
     assert "encoder.net.1.running_var" in skipped["state"]
     for k, v in good["state"].items():
