@@ -8,21 +8,24 @@ for each, the loss and every gradient of two SGD steps, the state dict after the
 DINO's centre, BatchNorm statistics), and a 3-step Trainer run of the recipe's own settings
 (optimiser, schedules, gradient clipping, DINO's frozen last layer) under the Trainer's DDP
 strategy. Tolerances are the ones stated in ssl_core.equivalence. Dropout is set to 0 where a
-recipe has it: dropout masks come from the global RNG, which differs per rank on purpose.
+recipe has it: dropout masks come from the global RNG, which differs per rank on purpose. The
+text objectives read a small real corpus (Python's pydoc topics) instead of WordNet.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+import ssl_core.equivalence
 from ssl_core.equivalence import EquivalenceCase, EquivalenceResult, run_equivalence
 from ssl_core.testing import ContractError, check_distributed_equivalence
 
 RESNET = {"encoder_kwargs": {"widths": [8, 8, 8, 8]}}
-TEXT = {"encoder_kwargs": {"d_model": 32, "n_layers": 1, "dropout": 0.0},
-        "dataset_kwargs": {"vocab_size": 1024, "block_size": 64}}
+TEXT = {"encoder_kwargs": {"d_model": 32, "n_layers": 1, "dropout": 0.0}, "dataset": "textfiles",
+        "dataset_kwargs": {"vocab_size": 1024, "block_size": 64}}  # + "data": a small corpus (below)
 AUDIO = {"encoder_kwargs": {"size": "tiny"}}  # the tiny preset has no dropout
 CASES = {
     "simclr": RESNET, "byol": RESNET, "dino": {}, "mae": {}, "vicreg": RESNET,
@@ -31,13 +34,31 @@ CASES = {
     "clip": {},
     "toy_masked": {"encoder_kwargs": {"dropout": 0.0}},  # ranks average over different counts
 }
+LOCAL_MEAN = {"encoder_kwargs": {"dropout": 0.0}, "objective_kwargs": {"local_mean": True}}
+"""toy_masked averaging each rank's items on their own: the check must refuse it."""
+
+
+def _overrides(name: str, corpus: Path) -> dict:
+    if name not in ("mlm", "clm"):
+        return CASES[name]
+    # the text objectives' maths does not depend on the corpus: a small one tokenizes in a second
+    # (WordNet, the recipes' default, takes ~25 s of CPU per process to tokenize)
+    return {**TEXT, "data": str(corpus), "dataset_kwargs": {**TEXT["dataset_kwargs"], "mode": name}}
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EquivalenceResult]:
+    """Every case, and toy_masked with a local mean, in one launch of two processes."""
     os.environ.setdefault("SSL_TEXT_CACHE", str(tmp_path_factory.mktemp("text_cache")))
-    cases = [EquivalenceCase(name, overrides, batch_size=8) for name, overrides in CASES.items()]
-    return {r.name: r for r in run_equivalence(cases, nproc=2)}
+    corpus = tmp_path_factory.mktemp("corpus") / "pydoc_topics.txt"
+    from pydoc_data.topics import topics  # real English prose that ships with Python
+
+    paragraphs = [p.strip() for name in sorted(topics) for p in topics[name].split("\n\n") if len(p.strip()) > 40]
+    corpus.write_text("\n\n".join(paragraphs[:600]), encoding="utf-8")
+    cases = [EquivalenceCase(name, _overrides(name, corpus), batch_size=8) for name in CASES]
+    cases.append(EquivalenceCase("toy_masked", LOCAL_MEAN, batch_size=8, trainer_steps=0))
+    measured = run_equivalence(cases, nproc=2)
+    return {**{r.name: r for r in measured[:-1]}, "toy_masked_local_mean": measured[-1]}
 
 
 @pytest.mark.parametrize("objective", sorted(CASES))
@@ -48,10 +69,23 @@ def test_two_processes_take_the_steps_of_one(results: dict[str, EquivalenceResul
     assert r.grad_error <= 2e-3 and r.state_error <= 2e-3
 
 
-def test_the_check_fails_a_mean_over_the_local_batch() -> None:
-    """toy_masked with local_mean=True averages each rank's items on their own: the public check
-    must refuse it (with global_mean_share, the case above, it passes)."""
-    overrides = {"encoder_kwargs": {"dropout": 0.0}, "objective_kwargs": {"local_mean": True}}
+def test_the_check_fails_a_mean_over_the_local_batch(results: dict[str, EquivalenceResult],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """toy_masked with local_mean=True averages each rank's items on their own: the measurement
+    shows it (with global_mean_share, the case above, it passes), and the public check refuses
+    it. The check is given the measurement of the shared launch instead of launching its own."""
+    measured = results["toy_masked_local_mean"]
+    assert any("loss" in p for p in measured.problems()) and any("gradient of" in p for p in measured.problems())
+    asked = []
+
+    def measured_launch(cases, nproc=2, timeout_s=1200.0, seed=0):  # type: ignore[no-untyped-def]
+        asked.append((cases, nproc))
+        return [measured]
+
+    monkeypatch.setattr(ssl_core.equivalence, "run_equivalence", measured_launch)
     with pytest.raises(ContractError, match="distributed-equivalence.*toy_masked.*loss") as err:
-        check_distributed_equivalence("toy_masked", overrides, trainer_steps=0)
+        check_distributed_equivalence("toy_masked", LOCAL_MEAN, trainer_steps=0)
     assert "gradient of" in str(err.value)
+    [(cases, nproc)] = asked
+    assert nproc == 2 and [(c.name, dict(c.overrides), c.batch_size, c.trainer_steps) for c in cases] == [
+        ("toy_masked", LOCAL_MEAN, 8, 0)]
