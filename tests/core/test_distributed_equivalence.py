@@ -42,20 +42,14 @@ def _overrides(name: str, corpus: Path) -> dict:
     if name not in ("mlm", "clm"):
         return CASES[name]
     # the text objectives' maths does not depend on the corpus: a small one tokenizes in a second
-    # (WordNet, the recipes' default, takes ~25 s of CPU per process to tokenize)
     return {**TEXT, "data": str(corpus), "dataset_kwargs": {**TEXT["dataset_kwargs"], "mode": name}}
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EquivalenceResult]:
+def results(tmp_path_factory: pytest.TempPathFactory, pydoc_corpus: Path) -> dict[str, EquivalenceResult]:
     """Every case, and toy_masked with a local mean, in one launch of two processes."""
     os.environ.setdefault("SSL_TEXT_CACHE", str(tmp_path_factory.mktemp("text_cache")))
-    corpus = tmp_path_factory.mktemp("corpus") / "pydoc_topics.txt"
-    from pydoc_data.topics import topics  # real English prose that ships with Python
-
-    paragraphs = [p.strip() for name in sorted(topics) for p in topics[name].split("\n\n") if len(p.strip()) > 40]
-    corpus.write_text("\n\n".join(paragraphs[:600]), encoding="utf-8")
-    cases = [EquivalenceCase(name, _overrides(name, corpus), batch_size=8) for name in CASES]
+    cases = [EquivalenceCase(name, _overrides(name, pydoc_corpus), batch_size=8) for name in CASES]
     cases.append(EquivalenceCase("toy_masked", LOCAL_MEAN, batch_size=8, trainer_steps=0))
     measured = run_equivalence(cases, nproc=2)
     return {**{r.name: r for r in measured[:-1]}, "toy_masked_local_mean": measured[-1]}
