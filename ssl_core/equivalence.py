@@ -117,14 +117,17 @@ def _free_port() -> int:
 
 
 def run_ranks(args: Sequence[str], nproc: int = 2, timeout_s: float = 1200.0,
-              env: Mapping[str, str] | None = None) -> tuple[list[subprocess.CompletedProcess], bool]:
+              env: Mapping[str, str] | None = None, check: bool = False,
+              ) -> tuple[list[subprocess.CompletedProcess], bool]:
     """Run ``python ARGS`` as ``nproc`` ranks of one process group on this machine and wait.
 
     Each process gets the environment torchrun would give it (``RANK``, ``WORLD_SIZE``,
     ``MASTER_ADDR``/``MASTER_PORT`` of a free local port), without torchrun's own process. When a
     rank fails or ``timeout_s`` passes, the others are killed: a rank left waiting for a failed
     peer would wait for its collective timeout (30 minutes). Returns each rank's result (exit
-    status, stdout and stderr merged into ``stdout``) and whether the time ran out.
+    status, stdout and stderr merged into ``stdout``) and whether the time ran out; with ``check``,
+    raises ``RuntimeError`` with the end of every rank's output instead when a rank failed or
+    the time ran out.
     """
     base = {**os.environ, **(env or {}), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
             "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
@@ -155,7 +158,14 @@ def run_ranks(args: Sequence[str], nproc: int = 2, timeout_s: float = 1200.0,
             log.seek(0)
             results.append(subprocess.CompletedProcess(cmd, procs[r].returncode, log.read(), ""))
             log.close()
+    if check and (timed_out or any(r.returncode != 0 for r in results)):
+        raise RuntimeError(_ranks_failed(results, timed_out))
     return results, timed_out
+
+
+def _ranks_failed(ranks: Sequence[subprocess.CompletedProcess], timed_out: bool) -> str:
+    tails = [f"--- rank {i} (exit {r.returncode}) ---\n{r.stdout[-3000:]}" for i, r in enumerate(ranks)]
+    return f"The processes {'timed out' if timed_out else 'failed'}:\n" + "\n".join(tails)
 
 
 def run_equivalence(cases: Sequence[EquivalenceCase], nproc: int = 2, timeout_s: float = 1200.0,
@@ -170,9 +180,7 @@ def run_equivalence(cases: Sequence[EquivalenceCase], nproc: int = 2, timeout_s:
         spec.write_text(json.dumps({"seed": seed, "cases": [asdict(c) for c in cases]}))
         ranks, timed_out = run_ranks(["-m", "ssl_core.equivalence", str(spec), str(out)], nproc, timeout_s)
         if any(r.returncode != 0 for r in ranks) or not out.exists():
-            tails = [f"--- rank {i} (exit {r.returncode}) ---\n{r.stdout[-3000:]}" for i, r in enumerate(ranks)]
-            why = "timed out" if timed_out else "failed"
-            raise RuntimeError(f"The distributed-equivalence processes {why}:\n" + "\n".join(tails))
+            raise RuntimeError("distributed equivalence: " + _ranks_failed(ranks, timed_out))
         return [EquivalenceResult(**r) for r in json.loads(out.read_text())]
 
 

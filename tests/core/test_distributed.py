@@ -41,8 +41,7 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> dict:
     jobs["crashed"] = {"mode": "ema", "strategy": "fsdp", "run_dir": crash_dir, "crash_at": 4}
     jobs["resumed"] = {"mode": "ema", "strategy": "fsdp", "run_dir": crash_dir}
     (tmp / "jobs.json").write_text(json.dumps(jobs))
-    ranks, timed_out = run_ranks([str(SCRIPT), str(tmp / "jobs.json"), str(tmp / "out.pt")], nproc=2, timeout_s=600)
-    assert not timed_out and all(r.returncode == 0 for r in ranks), "\n".join(r.stdout[-3000:] for r in ranks)
+    run_ranks([str(SCRIPT), str(tmp / "jobs.json"), str(tmp / "out.pt")], nproc=2, timeout_s=600, check=True)
     return {**torch.load(tmp / "out.pt", weights_only=False), "crash_dir": Path(crash_dir)}
 
 

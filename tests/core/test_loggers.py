@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ssl_core import hookimpl
+from ssl_core.checkpoint import load_checkpoint
 from ssl_core.errors import ConfigError, UnknownComponentError
 from ssl_core.evaluators.health import HealthEvaluator
 from ssl_core.extras import require
@@ -182,19 +183,21 @@ def test_unknown_logger_and_missing_extra_are_clear(tmp_path, registry) -> None:
 
 def test_under_ddp_only_rank_0_logs(tmp_path) -> None:
     """Two gloo processes, one run directory: one TensorBoard event file, one line per logged step."""
-    import os
-    import subprocess
-    import sys
-
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from ssl_core.equivalence import run_ranks
+
+    # each rank runs run_experiment as under `ssl run --nproc-per-node 2` (whose launch is tested
+    # in test_launch.py), without the launcher's own processes
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    cmd = [sys.executable, "-m", "ssl_core.cli", "run", "-o", "toy_align", "--nproc-per-node", "2", "--steps", "4",
-           "--no-eval", "--logger", "tensorboard", "--out", str(out), "--set", "train.log_every=1"]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = [{"objective": "toy_align", "evaluate": False, "overrides": {
+        "out": str(out), "loggers": ["jsonl", "tensorboard"],
+        "train": {"steps": 4, "epochs": None, "log_every": 1, "progress": False}}}]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    run_ranks([str(Path(__file__).with_name("_runs_script.py")), str(tmp_path / "jobs.json")],
+              nproc=2, timeout_s=300, check=True)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["world_size"] == 2
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert len(events) == 1, events
     assert [r["step"] for r in _jsonl(out)] == [1, 2, 3, 4]

@@ -1,11 +1,12 @@
 """Several ``ssl run``s (``run_experiment``, as each rank of ``ssl run --nproc-per-node N`` calls
 it) one after the other on N ranks of one gloo group, started by ``ssl_core.equivalence.run_ranks``.
 
-    python tests/core/_fsdp_runs_script.py JOBS.json
+    python tests/core/_runs_script.py JOBS.json
 
-JOBS.json is a list of ``{"objective": NAME, "overrides": {...}}``; each run's folder is its
-``overrides["out"]``, where rank 0 also saves ``fresh_encoder.pt``: the state dict of a fresh,
-unsharded encoder built from the same config, to compare the exported one with.
+JOBS.json is a list of ``{"objective": NAME, "overrides": {...}}`` (optionally ``"evaluate":
+false``, as ``--no-eval``); each run's folder is its ``overrides["out"]``, where rank 0 also saves
+``fresh_encoder.pt``: the state dict of a fresh, unsharded encoder built from the same config, to
+compare the exported one with.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main() -> None:
     # port at once races between ranks: here the runs share one group, left at the end
     Strategy.close = lambda self: D.barrier()  # type: ignore[method-assign]
     for job in jobs:
-        run_experiment(resolve_config(job["objective"], overrides=job["overrides"]))
+        run_experiment(resolve_config(job["objective"], overrides=job["overrides"]), evaluate=job.get("evaluate", True))
         if D.is_main_process():
             cfg = resolve_config(job["objective"], overrides=job["overrides"])
             fresh = build_encoder(cfg, build_data(cfg)).state_dict()
