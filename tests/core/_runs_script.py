@@ -3,10 +3,11 @@ it) one after the other on N ranks of one gloo group, started by ``ssl_core.equi
 
     python tests/core/_runs_script.py JOBS.json
 
-JOBS.json is a list of ``{"objective": NAME, "overrides": {...}}`` (optionally ``"evaluate":
-false``, as ``--no-eval``); each run's folder is its ``overrides["out"]``, where rank 0 also saves
-``fresh_encoder.pt``: the state dict of a fresh, unsharded encoder built from the same config, to
-compare the exported one with.
+JOBS.json is a list of ``{"objective": NAME, "overrides": {...}}`` with optionally
+``"config_file"``, ``"resume": true`` (as ``--resume``), ``"evaluate": false`` (as
+``--no-eval``) and ``"save_fresh": true``. Each run's folder is its ``overrides["out"]``; with
+``save_fresh`` rank 0 also saves ``fresh_encoder.pt`` there: the state dict of a fresh,
+unsharded encoder built from the same config, to compare the exported one with.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ def main() -> None:
     # port at once races between ranks: here the runs share one group, left at the end
     Strategy.close = lambda self: D.barrier()  # type: ignore[method-assign]
     for job in jobs:
-        run_experiment(resolve_config(job["objective"], overrides=job["overrides"]), evaluate=job.get("evaluate", True))
-        if D.is_main_process():
-            cfg = resolve_config(job["objective"], overrides=job["overrides"])
+        cfg = resolve_config(job["objective"], config_file=job.get("config_file"), overrides=job["overrides"])
+        run_experiment(cfg, resume=job.get("resume", False), evaluate=job.get("evaluate", True))
+        if job.get("save_fresh") and D.is_main_process():
+            cfg = resolve_config(job["objective"], config_file=job.get("config_file"), overrides=job["overrides"])
             fresh = build_encoder(cfg, build_data(cfg)).state_dict()
             torch.save(fresh, Path(job["overrides"]["out"]) / "fresh_encoder.pt")
         D.barrier()

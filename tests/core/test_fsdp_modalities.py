@@ -29,8 +29,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, pydoc_corpus: Path) -> Path:
     root = tmp_path_factory.mktemp("fsdp")
     train = {"steps": 3, "epochs": None, "batch_size": 16, "progress": False, "strategy": "fsdp",
              "fsdp_min_params": 1000}
-    jobs = [{"objective": o, "overrides": {"out": str(root / o), "evaluators": ["health"], "train": train}}
-            for o in OBJECTIVES]
+    jobs = [{"objective": o, "save_fresh": True,
+             "overrides": {"out": str(root / o), "evaluators": ["health"], "train": train}} for o in OBJECTIVES]
     # MLM on a small corpus: tokenizing WordNet, its default, costs ~25 s of CPU per rank
     jobs[0]["overrides"].update(dataset="textfiles", data=str(pydoc_corpus), dataset_kwargs={"mode": "mlm"})
     (root / "jobs.json").write_text(json.dumps(jobs))

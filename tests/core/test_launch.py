@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ssl_core.checkpoint import load_checkpoint
+from ssl_core.equivalence import run_ranks
 from ssl_core.launch import rank_failures
 
 RUN = ["run", "-o", "toy_align", "--nproc-per-node", "2", "--no-eval", "--set", "train.log_every=1"]
@@ -116,13 +117,14 @@ def test_sigterm_to_ssl_reaches_every_rank_which_checkpoint_then_resume(tmp_path
     assert 3 <= stopped_at < 400  # written on the signal (checkpoint_every is 1000)
     assert max(_metrics_steps(out)) == stopped_at
 
-    resumed = _Job(out, "--resume", "--steps", str(stopped_at + 3), "--set", "objective_kwargs.sleep_s=0")
-    try:
-        status, log = resumed.wait(timeout=240)
-    finally:
-        _no_process_left(out)
-    assert status == 0, log[-3000:]
-    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == stopped_at + 3
+    # both ranks resume, as `ssl run --resume` does in each rank (the launch is tested above)
+    jobs = [{"objective": None, "config_file": str(out / "config.yaml"), "resume": True, "evaluate": False,
+             "overrides": {"out": str(out), "train": {"steps": stopped_at + 3}, "objective_kwargs": {"sleep_s": 0}}}]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    run_ranks([str(Path(__file__).with_name("_runs_script.py")), str(tmp_path / "jobs.json")], nproc=2,
+              timeout_s=240, check=True)
+    resumed = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert resumed["step"] == stopped_at + 3 and resumed["world_size"] == 2
     assert sorted(set(_metrics_steps(out))) == _metrics_steps(out)  # no step logged twice
 
 
