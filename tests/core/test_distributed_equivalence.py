@@ -28,7 +28,9 @@ TEXT = {"encoder_kwargs": {"d_model": 32, "n_layers": 1, "dropout": 0.0}, "datas
         "dataset_kwargs": {"vocab_size": 1024, "block_size": 64}}  # + "data": a small corpus (below)
 AUDIO = {"encoder_kwargs": {"size": "tiny"}}  # the tiny preset has no dropout
 CASES = {
-    "simclr": RESNET, "byol": RESNET, "dino": {}, "mae": {}, "vicreg": RESNET,
+    "simclr": RESNET, "byol": RESNET, "mae": {}, "vicreg": RESNET,
+    # DINO's head with BatchNorm and its centre, at a quarter of the recipe's width, 2 local crops
+    "dino": {"augmenter_kwargs": {"n_local": 2}, "objective_kwargs": {"out_dim": 1024, "hidden_dim": 128}},
     "mlm": TEXT, "clm": TEXT,
     "wav2vec2": {**AUDIO, "objective_kwargs": {"feature_dropout": 0.0}}, "hubert": AUDIO,
     "clip": {},
