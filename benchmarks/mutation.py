@@ -255,14 +255,25 @@ def run_module(name: str, copy: Path, work: Path, timeout: float, env: dict[str,
     return out
 
 
+def first_run(previous: dict | None, latest: dict) -> dict:
+    """The counts of a module's first complete run, kept across re-runs (before tests were added)."""
+    if previous and previous.get("first_run"):
+        return previous["first_run"]
+    source = previous if previous and not previous.get("partial") else latest
+    return {k: source[k] for k in ("killed", "timeout", "survived", "score")}
+
+
 def table(results: dict) -> str:
     """The per-module score table of ``results`` (the JSON file), as Markdown."""
-    rows = ["| module | file | mutants | killed | timeout | survived | score | seconds |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| module | file | mutants | killed | timeout | survived | score | seconds | first run: killed+timeout / survived (score) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, r in results.items():
         n = r["killed"] + r["timeout"] + r["survived"]
+        f = r.get("first_run")
+        first = f"{f['killed'] + f['timeout']} / {f['survived']} ({f['score']:.0%})" if f else "-"
+        first += f", partial: {f['partial']}" if f and f.get("partial") else ""
         rows.append(f"| {name} | `{r['module']}` | {n} | {r['killed']} | {r['timeout']} | {r['survived']} "
-                    f"| {r['score']:.0%} | {r['seconds']:.0f} |")
+                    f"| {r['score']:.0%} | {r['seconds']:.0f} | {first} |")
     return "\n".join(rows)
 
 
@@ -309,6 +320,7 @@ def main() -> None:
             print(f"[mutation] {name}: {MODULES[name][0]}", flush=True)
             res = run_module(name, copy, work, args.timeout, env, sock)
             merged = json.loads(results_path.read_text()) if results_path.exists() else {}
+            res["first_run"] = first_run(merged.get(name), res)
             merged[name] = res
             results_path.write_text(json.dumps(merged, indent=1) + "\n")  # after each module
             print(f"[mutation] {name}: killed {res['killed']} timeout {res['timeout']} survived "
