@@ -132,11 +132,23 @@ def serve(sock_path: str, root: str, warm: list[str]) -> None:
     srv.bind(sock_path)
     srv.listen(1)
     print(f"[mutation] fork server ready on {sock_path} (torch {torch.__version__})", flush=True)
+    child = [0]
+
+    def stop(*_: object) -> None:  # the driver is done (or stopped): take the running test with us
+        if child[0]:
+            try:
+                os.killpg(child[0], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     while True:
         conn, _ = srv.accept()
         args = json.loads(conn.makefile().readline())
-        pid = os.fork()
+        pid = child[0] = os.fork()
         if pid == 0:  # child: fresh imports of the repository's (mutated) modules
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             srv.close()
             conn.close()
             os.setsid()
@@ -327,8 +339,12 @@ def main() -> None:
                   f"{res['survived']} incompetent {res['incompetent']} score {res['score']} "
                   f"({res['seconds']} s)", flush=True)
     finally:
-        server.kill()
-        server.wait()
+        server.terminate()  # the server kills its running test child, then exits
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":

@@ -232,3 +232,15 @@ def test_few_shot_compares_cosines_to_unit_prototypes_and_keeps_the_default_shot
     assert few_shot_accuracy(xtr, ytr, xte, yte, shots=2, episodes=1) == 1.0
     fs = FewShotEvaluator()
     assert (fs.shots, fs.episodes) == ((1, 5), 20)
+
+
+def test_linear_probe_keeps_a_constant_feature_finite() -> None:
+    """A feature with no spread (std 0) is divided by the 1e-6 floor, not by 0: no NaN, and the
+    informative feature still separates the classes."""
+    y = torch.arange(40) % 2
+    x = torch.stack([2 * y.float() - 1 + 0.1 * torch.randn(40, generator=torch.Generator().manual_seed(0)),
+                     torch.full((40,), 3.0)], dim=1)
+    w, b, mean, std = fit_linear_probe(x, y, 2, epochs=50)
+    assert float(std[1]) == pytest.approx(1e-6)
+    assert torch.isfinite(w).all() and torch.isfinite(b).all()
+    assert torch.equal((((x - mean) / std) @ w + b).argmax(1), y)
