@@ -84,7 +84,7 @@ for plugin in plugins/*/; do
     if [ -f "${plugin}pyproject.toml" ]; then packages+=(-e "${plugin%/}"); fi
 done
 if [ "${1:-}" = "--test" ]; then
-    packages+=(-e tests/fixtures/sslkit_testplugins -e examples/sslkit-vicreg -e examples/sslkit-timeseries pytest)
+    packages+=(-e tests/fixtures/sslkit_testplugins -e examples/sslkit-vicreg -e examples/sslkit-timeseries pytest pytest-xdist)
 fi
 echo "Installing: ${packages[*]} (torch pinned by constraints.txt; the first install downloads ~5 GB)"
 .venv/bin/python -m pip install --quiet -c constraints.txt "${packages[@]}"

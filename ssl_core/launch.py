@@ -48,6 +48,17 @@ def rank_failures(log_dir: str | Path) -> list[tuple[int, str]]:
     return [(rank, text) for _, rank, text in sorted(found)]
 
 
+def stop_message(received: list[int], nproc_per_node: int) -> str:
+    """What ``ssl`` says after passing stop signals on: one signal lets each rank write its
+    checkpoint first; a second makes the ranks give up at once, without one."""
+    name = signal.Signals(received[0]).name
+    if len(received) == 1:
+        return (f"{name} passed on to all {nproc_per_node} ranks; each writes its checkpoint before stopping "
+                f"(its message above says so), then continue with --resume.")
+    return (f"{name} passed on to all {nproc_per_node} ranks, then a second signal: the ranks stopped at once, "
+            f"without writing a checkpoint. --resume continues from the last checkpoint written before.")
+
+
 def launch(nproc_per_node: int, argv: list[str]) -> int:
     """Run ``ssl <argv>`` on ``nproc_per_node`` ranks; return the exit status for ``ssl``."""
     log_dir = tempfile.mkdtemp(prefix="ssl-torchrun-")
@@ -69,9 +80,7 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
             signal.signal(sig, handler)
     try:
         if received:
-            name = signal.Signals(received[0]).name
-            print(f"{name} passed on to all {nproc_per_node} ranks; they stopped after writing the checkpoint "
-                  f"(continue with --resume).", file=sys.stderr)
+            print(stop_message(received, nproc_per_node), file=sys.stderr)
             return INTERRUPTED_STATUS
         if status != 0:
             failures = rank_failures(log_dir)
