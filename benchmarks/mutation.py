@@ -132,11 +132,23 @@ def serve(sock_path: str, root: str, warm: list[str]) -> None:
     srv.bind(sock_path)
     srv.listen(1)
     print(f"[mutation] fork server ready on {sock_path} (torch {torch.__version__})", flush=True)
+    child = [0]
+
+    def stop(*_: object) -> None:  # the driver is done (or stopped): take the running test with us
+        if child[0]:
+            try:
+                os.killpg(child[0], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     while True:
         conn, _ = srv.accept()
         args = json.loads(conn.makefile().readline())
-        pid = os.fork()
+        pid = child[0] = os.fork()
         if pid == 0:  # child: fresh imports of the repository's (mutated) modules
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             srv.close()
             conn.close()
             os.setsid()
@@ -255,14 +267,25 @@ def run_module(name: str, copy: Path, work: Path, timeout: float, env: dict[str,
     return out
 
 
+def first_run(previous: dict | None, latest: dict) -> dict:
+    """The counts of a module's first complete run, kept across re-runs (before tests were added)."""
+    if previous and previous.get("first_run"):
+        return previous["first_run"]
+    source = previous if previous and not previous.get("partial") else latest
+    return {k: source[k] for k in ("killed", "timeout", "survived", "score")}
+
+
 def table(results: dict) -> str:
     """The per-module score table of ``results`` (the JSON file), as Markdown."""
-    rows = ["| module | file | mutants | killed | timeout | survived | score | seconds |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| module | file | mutants | killed | timeout | survived | score | seconds | first run: killed+timeout / survived (score) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, r in results.items():
         n = r["killed"] + r["timeout"] + r["survived"]
+        f = r.get("first_run")
+        first = f"{f['killed'] + f['timeout']} / {f['survived']} ({f['score']:.0%})" if f else "-"
+        first += f", partial: {f['partial']}" if f and f.get("partial") else ""
         rows.append(f"| {name} | `{r['module']}` | {n} | {r['killed']} | {r['timeout']} | {r['survived']} "
-                    f"| {r['score']:.0%} | {r['seconds']:.0f} |")
+                    f"| {r['score']:.0%} | {r['seconds']:.0f} | {first} |")
     return "\n".join(rows)
 
 
@@ -309,14 +332,19 @@ def main() -> None:
             print(f"[mutation] {name}: {MODULES[name][0]}", flush=True)
             res = run_module(name, copy, work, args.timeout, env, sock)
             merged = json.loads(results_path.read_text()) if results_path.exists() else {}
+            res["first_run"] = first_run(merged.get(name), res)
             merged[name] = res
             results_path.write_text(json.dumps(merged, indent=1) + "\n")  # after each module
             print(f"[mutation] {name}: killed {res['killed']} timeout {res['timeout']} survived "
                   f"{res['survived']} incompetent {res['incompetent']} score {res['score']} "
                   f"({res['seconds']} s)", flush=True)
     finally:
-        server.kill()
-        server.wait()
+        server.terminate()  # the server kills its running test child, then exits
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--objectives", nargs="+", default=["simclr", "byol"])
     ap.add_argument("--out", default="runs/compare-example")
     ap.add_argument("--overwrite", action="store_true", help="replace the runs a previous call left in --out")
+    ap.add_argument("--batch-size", type=int, default=None, help="samples per step (default: each recipe's)")
     ap.add_argument("--train-size", type=int, default=None, help="Fashion-MNIST training images (default: the recipe's)")
     ap.add_argument("--test-size", type=int, default=None, help="Fashion-MNIST test images (default: the recipe's)")
     args = ap.parse_args()
@@ -32,8 +33,11 @@ def main() -> None:
     # %% train each objective with the same budget, logging a kNN probe along the way
     runs, vs_random = [], []
     for name in args.objectives:
+        train = {"steps": args.steps, "probe_every": max(1, args.steps // 4)}
+        if args.batch_size is not None:  # then the same for every objective, as the step budget is
+            train["batch_size"] = args.batch_size
         cfg = resolve_config(name, overrides={"out": str(out / name), "evaluators": ["knn", "linear_probe", "health"],
-                                              "train": {"steps": args.steps, "probe_every": max(1, args.steps // 4)}})
+                                              "train": train})
         if cfg.dataset == "fashion_mnist":  # other recipes' data take other sizes
             sizes = {"train_size": args.train_size, "test_size": args.test_size}
             cfg.dataset_kwargs.update({k: v for k, v in sizes.items() if v is not None})

@@ -22,6 +22,7 @@ from ssl_core.evaluators import KNNEvaluator
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--train-size", type=int, default=10_000, help="Fashion-MNIST training images (balanced)")
     ap.add_argument("--test-size", type=int, default=2_000, help="Fashion-MNIST test images for the probe")
     args = ap.parse_args()
@@ -34,7 +35,7 @@ def main() -> None:
     augmenter = reg.get("augmenter", "simclr_views").build(**data.extras["augmenter_kwargs"])
     objective = reg.get("objective", "simclr").factory(encoder=encoder, augmenter=augmenter, temperature=0.2)
 
-    cfg = TrainConfig(steps=args.steps, batch_size=256, lr=2e-3, weight_decay=1e-4, progress=True)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=2e-3, weight_decay=1e-4, progress=True)
     result = Trainer(objective, data, cfg, run_dir=None).fit()
     knn = KNNEvaluator()
     print(f"final loss {result.final_loss:.3f}, {result.samples_per_s:.0f} samples/s on {data.description}")

@@ -3,6 +3,7 @@ data, in one training loop (the Experiment API).
 
     python examples/vision_and_audio.py            # about 3 minutes on a 2-core CPU
     python examples/vision_and_audio.py --steps 40 # a quick smoke run (too short to beat random)
+    python examples/vision_and_audio.py --steps 3 --audio-size tiny  # a seconds-long smoke run
 
 SimCLR trains a ResNet on the built-in UCI digits while wav2vec 2.0 trains a small wav2vec2
 encoder on the built-in spoken words. The loop steps one optimiser over both; each encoder is
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", default="runs/vision-audio")
     ap.add_argument("--overwrite", action="store_true", help="replace the runs a previous call left in --out")
+    ap.add_argument("--audio-size", choices=["tiny", "small", "base"], default=None,
+                    help="wav2vec 2.0 encoder preset (default: the recipe's, small; tiny for a smoke run)")
     args = ap.parse_args()
 
     exp = Experiment(train={"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "min_lr_ratio": 0.2,
@@ -39,7 +42,11 @@ def main() -> None:
     exp.add_data("images", "digits")
     exp.add_data("speech", "spoken_words")
     exp.add_objective("simclr", "simclr", data="images")
-    exp.add_objective("wav2vec2", "wav2vec2", data="speech")
+    if args.audio_size:  # the recipe's encoder and settings, at another size
+        recipe = exp.registry.get("objective", "wav2vec2").recipe
+        exp.add_encoder("wav2vec2.encoder", recipe["encoder"], data="speech",
+                        **{**recipe.get("encoder_kwargs", {}), "size": args.audio_size})
+    exp.add_objective("wav2vec2", "wav2vec2", data="speech", encoder="wav2vec2.encoder" if args.audio_size else None)
     # fit() also exports each encoder to OUT/encoders/ and probes it (next to its untrained copy)
     result = exp.fit(evaluators=["knn", "linear_probe", "health"], overwrite=args.overwrite)
     last = result.history[-1]

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-import torch
+
+# Idle OpenMP threads sleep instead of spinning: tests run CLI commands in-process next to
+# subprocesses (and xdist workers) on a 2-core machine, where spinning threads starve the rest.
+# Read when torch loads its OpenMP runtime, so it is set before the import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 # Under pytest-xdist (`-n auto`) each worker gets its share of the cores, not all of them: two

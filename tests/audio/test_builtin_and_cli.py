@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -59,18 +55,13 @@ def test_missing_engine_error_says_how_to_install_it(monkeypatch, tmp_path):
     assert "apt-get install espeak-ng" in msg and "pip install espeakng-loader" in msg and "--data" in msg
 
 
-def _ssl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    code = "from ssl_core.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
-
-
-def test_cli_wav2vec2_on_builtin_speech(tmp_path, reevaluate):
+def test_cli_wav2vec2_on_builtin_speech(tmp_path, reevaluate, ssl_cli, monkeypatch):
+    """Through the console entry point, in this process (a subprocess adds only start-up time)."""
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "w2v"
-    proc = _ssl("run", "--modality", "audio", "--objective", "wav2vec2", "--steps", "3", "--batch-size", "8",
-                "--set", "encoder_kwargs.size=tiny", "--set", "evaluators=[knn,health]",
-                "--out", str(out), "--no-progress", cwd=tmp_path)
+    proc = ssl_cli("run", "--modality", "audio", "--objective", "wav2vec2", "--steps", "3", "--batch-size", "8",
+                   "--set", "encoder_kwargs.size=tiny", "--set", "evaluators=[knn,health]",
+                   "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "spoken_words" in proc.stderr and "knn_top1" in proc.stdout
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

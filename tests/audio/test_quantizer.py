@@ -83,3 +83,83 @@ def test_temperature_anneals_from_start_to_end():
 def test_bad_shapes_are_reported():
     with pytest.raises(ValueError, match="divisible"):
         GumbelVectorQuantizer(8, groups=3, entries=4, dim=8)
+
+
+def test_defaults_and_initialisation_are_the_papers():
+    """wav2vec 2.0 Sec. 4.2 (G = 2 codebooks of V = 320 entries, 256-d codevectors) and fairseq's
+    init (logit projection N(0, 1), zero bias); the Gumbel temperature starts at 2 (Sec. 4.2)."""
+    q = GumbelVectorQuantizer(in_dim=256)
+    assert (q.groups, q.entries, q.dim) == (2, 320, 256)
+    assert q.codebook.shape == (2, 320, 128)
+    w = q.weight_proj.weight.detach()
+    assert abs(float(w.mean())) < 0.02 and float(w.std()) == pytest.approx(1.0, abs=0.02)
+    assert torch.equal(q.weight_proj.bias.detach(), torch.zeros(640))
+
+    small = GumbelVectorQuantizer(in_dim=4, groups=2, entries=4, dim=4).train()
+    z, u = torch.randn(8, 4), torch.rand(8, 2, 4, generator=torch.Generator().manual_seed(0))
+
+    def logit_grad(**kw: float) -> torch.Tensor:
+        out = small(z, uniform=u, **kw)
+        (g,) = torch.autograd.grad((out.q * torch.arange(32.0).view(8, 4)).sum(), [small.weight_proj.weight])
+        return g
+
+    torch.testing.assert_close(logit_grad(), logit_grad(temperature=2.0), rtol=0, atol=0)
+    assert not torch.allclose(logit_grad(temperature=1.0), logit_grad(temperature=2.0))
+    assert not torch.allclose(logit_grad(temperature=3.0), logit_grad(temperature=2.0))
+
+
+def test_argument_checks_hold_at_their_boundaries():
+    GumbelVectorQuantizer(4, groups=1, entries=2, dim=4)  # the smallest quantiser is allowed
+    for groups, entries in [(0, 2), (1, 1), (0, 1), (-1, 4)]:
+        with pytest.raises(ValueError, match="at least 1 group and 2 entries"):
+            GumbelVectorQuantizer(4, groups=groups, entries=entries, dim=4)
+
+
+def test_gumbel_noise_stays_finite_at_uniform_zero_and_one():
+    """``u`` is clamped to [1e-9, largest float32 below 1] before ``-log(-log u)``, so noise
+    drawn at (or given as) exactly 0 or 1 never makes the soft probabilities or their gradient NaN;
+    the gradient matches the formula with that clamp."""
+    torch.manual_seed(0)
+    q = GumbelVectorQuantizer(in_dim=4, groups=2, entries=4, dim=4).train()
+    z = torch.randn(6, 4)
+    u = torch.rand(6, 2, 4, generator=torch.Generator().manual_seed(1))
+    u[0] = 0.0  # every entry of frame 0 at 0: equal noise
+    u[1] = 1.0  # every entry of frame 1 at 1
+    u[2, 0, 1], u[3, 1, 2] = 1.0, 0.0  # one entry at an end, the others random
+    tau = 10.0  # smooth soft probabilities, so the noise's value shows in the gradient
+    out = q(z, temperature=tau, uniform=u)
+    upstream = torch.randn(6, 4, generator=torch.Generator().manual_seed(2))
+    (grad,) = torch.autograd.grad((out.q * upstream).sum(), [q.weight_proj.weight])
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+    w, b = q.weight_proj.weight, q.weight_proj.bias
+    largest_below_one = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0))
+    noise = -torch.log(-torch.log(u.clamp(1e-9, float(largest_below_one))))
+    assert torch.isfinite(noise).all()
+    soft = torch.softmax(((z @ w.T + b).view(6, 2, 4) + noise) / tau, dim=-1)
+    soft_q = torch.einsum("ngv,gvd->ngd", soft, q.codebook.detach()).reshape(6, -1)
+    (ref,) = torch.autograd.grad((soft_q * upstream).sum(), [w])
+    torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_one_frame_and_no_frames():
+    """The batch average divides by the frame count: one frame is its own softmax; a process with
+    no frames (under DDP, a rank whose batch masked nothing) adds zeros instead of NaN."""
+    q = _identity_quantizer(groups=2, entries=4).train()
+    z = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0]])
+    out = q(z, generator=torch.Generator().manual_seed(0))
+    probs = torch.softmax(10 * z.view(2, 4), dim=-1)  # the identity quantiser's logits
+    ppl = sum(torch.exp(-(p * p.log()).sum()) for p in probs)
+    assert float(out.diversity_loss.detach()) == pytest.approx(float((8 - ppl) / 8), rel=1e-5)
+
+    for mode in (q.train(), q.eval()):
+        none = mode(torch.zeros(0, 8), generator=torch.Generator().manual_seed(0))
+        assert none.q.shape == (0, 8) and none.codes.shape == (0, 2)
+        # an empty average is all zeros: entropy 0, perplexity 1 per group
+        assert float(none.diversity_loss.detach()) == pytest.approx((8 - 2) / 8)
+
+
+def test_temperature_progress_is_clamped_to_the_run():
+    assert annealed_temperature(1.5, 0) == pytest.approx(0.5)  # past the end: the end temperature
+    assert annealed_temperature(-0.5, 0) == pytest.approx(2.0)  # before the start: the start
+    assert annealed_temperature(0.5, 0) == pytest.approx(2.0 * (0.5 / 2.0) ** 0.5)

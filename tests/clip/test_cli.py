@@ -1,26 +1,18 @@
-"""`ssl run --modality image-text --objective clip`, end to end through the console entry point."""
+"""`ssl run --modality image-text --objective clip`, end to end through the console entry point
+``ssl_core.cli.main`` in this process: a subprocess would add only Python's and torch's start-up.
+Process-level behaviour (signals, torchrun) is tested with real processes in tests/core."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-SSL = [sys.executable, "-c", "from ssl_core.cli import main; main()"]
 
-
-def ssl(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*SSL, *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def test_cli_builtin_pairs_train_export_and_evaluate(tmp_path: Path) -> None:
+def test_cli_builtin_pairs_train_export_and_evaluate(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    res = ssl("run", "--modality", "image-text", "--objective", "clip", "--steps", "4", "--batch-size", "32",
-              "--out", str(out), "--no-progress", "--set", "dataset_kwargs.train_size=500",
-              "--set", "dataset_kwargs.test_size=200")
+    res = ssl_cli("run", "--modality", "image-text", "--objective", "clip", "--steps", "4", "--batch-size", "32",
+                  "--out", str(out), "--no-progress", "--set", "dataset_kwargs.train_size=200",
+                  "--set", "dataset_kwargs.test_size=100")
     assert res.returncode == 0, res.stderr[-3000:]
     from ssl_vision.fashion_mnist import locate
 
@@ -37,26 +29,26 @@ def test_cli_builtin_pairs_train_export_and_evaluate(tmp_path: Path) -> None:
     assert (out / "open_clip" / "open_clip_pytorch_model.bin").is_file()
     assert (out / "encoder.pt").is_file()
     # `ssl eval` rebuilds the encoder from the run directory and scores it again
-    res = ssl("eval", str(out), "--no-random", "-e", "clip_retrieval")
+    res = ssl_cli("eval", str(out), "--no-random", "-e", "clip_retrieval")
     assert res.returncode == 0, res.stderr[-3000:]
     again = json.loads((out / "eval.json").read_text())["trained"]
     assert again["i2t_r10"] == metrics["trained"]["i2t_r10"]
 
 
-def test_cli_user_csv_pairs(csv_pairs_dir: Path, tmp_path: Path) -> None:
+def test_cli_user_csv_pairs(csv_pairs_dir: Path, tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    res = ssl("run", "--modality", "image-text", "--objective", "clip", "--data", str(csv_pairs_dir / "pairs.csv"),
-              "--steps", "2", "--batch-size", "8", "--out", str(out), "--no-progress")
+    res = ssl_cli("run", "--modality", "image-text", "--objective", "clip", "--data", str(csv_pairs_dir / "pairs.csv"),
+                  "--steps", "2", "--batch-size", "8", "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((out / "eval.json").read_text())["trained"]
     assert {"zeroshot_top1", "i2t_r1", "knn_top1"} <= set(metrics)
     assert "dataset: captions" in (out / "config.yaml").read_text()
 
 
-def test_cli_bad_csv_is_one_clear_message(tmp_path: Path) -> None:
+def test_cli_bad_csv_is_one_clear_message(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "p.csv").write_text("picture,caption\na.png,hello\n")
-    res = ssl("run", "--modality", "image-text", "--objective", "clip", "--data", str(tmp_path / "p.csv"),
-              "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress")
+    res = ssl_cli("run", "--modality", "image-text", "--objective", "clip", "--data", str(tmp_path / "p.csv"),
+                  "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress")
     assert res.returncode == 2
     assert "no image column" in res.stderr and "dataset_kwargs.image_column" in res.stderr
     assert "Traceback" not in res.stderr

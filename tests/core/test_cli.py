@@ -1,6 +1,6 @@
 """The `ssl` command line, end to end. Messages, exit codes and the run/eval/resume cycle go
-through the console entry point in-process (`ssl_cli`); one run and the torchrun launch start a
-real process."""
+through the console entry point in-process (`ssl_cli`); the torchrun launch starts a real process
+(as do the crash-safety tests, which run `ssl run` in a process and signal it)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
-SSL = [sys.executable, "-c", "from ssl_core.cli import main; main()"]
-
-
-def ssl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    return subprocess.run([*SSL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
-
 
 def test_list_shows_components_with_package(ssl_cli) -> None:  # type: ignore[no-untyped-def]
     out = ssl_cli("list").stdout
@@ -67,8 +59,8 @@ def test_bad_config_file_is_reported(tmp_path: Path, ssl_cli) -> None:  # type: 
 
 def test_run_eval_resume_end_to_end(tmp_path: Path, ssl_cli) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    res = ssl("run", "-m", "toy", "-o", "toy_align", "--steps", "20", "--out", str(out),
-              "--set", "train.log_every=2", "--set", "objective_kwargs.t=2.0")
+    res = ssl_cli("run", "-m", "toy", "-o", "toy_align", "--steps", "20", "--out", str(out),
+                  "--set", "train.log_every=2", "--set", "objective_kwargs.t=2.0")
     assert res.returncode == 0, res.stderr
     for name in ["config.yaml", "metrics.jsonl", "encoder.pt", "eval.json", "checkpoints/last.pt"]:
         assert (out / name).exists(), name

@@ -205,6 +205,23 @@ def test_knn_infers_the_classes_when_the_data_does_not_say() -> None:
     assert KNNEvaluator(k=1).evaluate(Identity(5), data)["knn_top1"] == 1.0
 
 
+def test_knn_default_k_is_20_the_20th_neighbour_decides() -> None:
+    """21 training rows at decreasing cosines to the test row (weights within 2% of each other at
+    T = 1), labelled 0, 1, 0, 1, ... for the first 18, then 1, 0, 1: the 19 nearest vote 10:9
+    for class 1, the 20 nearest 10:10 with class 0 nearer on average (class 0), the 21 nearest
+    11:10 for class 1. So only k = 20 answers 0."""
+    from ssl_core.evaluators.knn import weighted_knn_predict
+
+    angles = torch.acos(0.95 - 0.001 * torch.arange(1, 22, dtype=torch.float64))
+    xtr = torch.stack([angles.cos(), angles.sin()], dim=1).float()
+    ytr = torch.tensor([i % 2 for i in range(18)] + [1, 0, 1])
+    xte = torch.tensor([[1.0, 0.0]])
+    for k, expected in [(19, 1), (20, 0), (21, 1)]:
+        assert _loop_knn(xtr, ytr, xte, k=k, t=1.0, classes=2) == [expected]
+        assert weighted_knn_predict(xtr, ytr, xte, k=k, temperature=1.0).tolist() == [expected]
+    assert weighted_knn_predict(xtr, ytr, xte, temperature=1.0).tolist() == [0]  # the default k
+
+
 def test_few_shot_compares_cosines_to_unit_prototypes_and_keeps_the_default_shots() -> None:
     # rows of very different lengths and directions: only cosines to unit prototypes (each
     # feature normalised over its own row) put every test row with its class
@@ -215,3 +232,15 @@ def test_few_shot_compares_cosines_to_unit_prototypes_and_keeps_the_default_shot
     assert few_shot_accuracy(xtr, ytr, xte, yte, shots=2, episodes=1) == 1.0
     fs = FewShotEvaluator()
     assert (fs.shots, fs.episodes) == ((1, 5), 20)
+
+
+def test_linear_probe_keeps_a_constant_feature_finite() -> None:
+    """A feature with no spread (std 0) is divided by the 1e-6 floor, not by 0: no NaN, and the
+    informative feature still separates the classes."""
+    y = torch.arange(40) % 2
+    x = torch.stack([2 * y.float() - 1 + 0.1 * torch.randn(40, generator=torch.Generator().manual_seed(0)),
+                     torch.full((40,), 3.0)], dim=1)
+    w, b, mean, std = fit_linear_probe(x, y, 2, epochs=50)
+    assert float(std[1]) == pytest.approx(1e-6)
+    assert torch.isfinite(w).all() and torch.isfinite(b).all()
+    assert torch.equal((((x - mean) / std) @ w + b).argmax(1), y)

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -165,11 +164,20 @@ def test_compare_never_overwrites_silently(tmp_path: Path, ssl_cli, monkeypatch:
     assert res.returncode == 2 and "--overwrite" in res.stderr
     assert (out / "index.html").read_text() == page
     assert ssl_cli("compare", "runs/b", "runs/a", "--out", out, "--overwrite").returncode == 0
-    # without --out each comparison gets a folder of its own
+    # without --out each comparison gets a folder of its own, named by the time (to the second):
+    # the command's clock is made to tick a second between the calls instead of sleeping
+    import datetime as dt
+    import types
+
+    from ssl_core.cli import report_cmd
+
+    ticks = iter([dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(2026, 1, 2, 3, 4, 6)])
+    clock = types.SimpleNamespace(now=lambda *a, **k: next(ticks))
+    monkeypatch.setattr(report_cmd, "_dt", types.SimpleNamespace(datetime=clock))
     assert ssl_cli("compare", "runs/a", "runs/b").returncode == 0
-    time.sleep(1.1)
     assert ssl_cli("compare", "runs/a", "runs/b").returncode == 0
-    assert len(list(Path("runs").glob("compare-*"))) == 2
+    assert sorted(p.name for p in Path("runs").glob("compare-*")) == ["compare-20260102-030405",
+                                                                    "compare-20260102-030406"]
 
 
 def test_experiment_follows_the_same_rules(tmp_path: Path) -> None:

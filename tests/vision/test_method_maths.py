@@ -103,6 +103,58 @@ def test_byol_predicts_the_target_projection_of_the_other_view() -> None:
     assert all(p.grad is None for p in obj.target_encoder.parameters())
 
 
+def _byol_momentum(progress: float, base: float = 0.996) -> float:
+    """BYOL Sec. 3.2: ``tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2``."""
+    import math
+
+    return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+def test_byol_target_moves_by_this_steps_momentum_after_the_optimiser_step() -> None:
+    """After a step at progress 0.3 both target networks are ``tau xi + (1 - tau) theta`` with the
+    paper's cosine ``tau`` from 0.996 to 1, and ``training_step`` reports that ``tau``."""
+    torch.manual_seed(0)
+    enc = ResNetEncoder(in_channels=1, widths=(8, 8, 8, 8))
+    obj = BYOL(enc, FixedViews(), proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16)
+    _perturb(obj.encoder, 0.1, seed=8)  # the online network has moved away from its target
+    _perturb(obj.projector, 0.1, seed=9)
+    pairs = [(obj.target_encoder, obj.encoder), (obj.target_projector, obj.projector)]
+    step = _step(3, 11)  # progress 0.3
+    tau = _byol_momentum(0.3)
+    assert abs(tau - 0.996) > 1e-4 and abs(tau - 1.0) > 1e-4
+    v = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    out = obj.training_step({"views": [v, v.flip(-1)]}, step)
+    assert float(out["momentum"]) == pytest.approx(tau, rel=1e-6)
+    # (the step's forward passes update batch-norm statistics, the target's included)
+    before = [{k: v.clone() for k, v in t.state_dict().items()} for t, _ in pairs]
+    obj.on_after_optimizer_step(step)
+    for (target, online), old in zip(pairs, before):
+        moved = 0
+        for key, value in target.state_dict().items():
+            if value.dtype.is_floating_point:
+                expected = tau * old[key] + (1 - tau) * online.state_dict()[key]
+                torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-7, msg=key)
+                moved += not torch.equal(value, old[key])
+        assert moved > 0
+
+
+def test_byol_defaults_are_the_papers_and_momenta_are_checked_at_their_bounds() -> None:
+    """Sec. 3.3: projector and predictor Linear(4096)-BN-ReLU-Linear(256); tau from 0.996 to 1.
+    ``0 <= base <= final <= 1`` holds with equality at each end; BYOL needs two views."""
+    enc = ResNetEncoder(in_channels=1, widths=(8, 8, 8, 8))
+    obj = BYOL(enc, FixedViews())
+    shapes = [tuple(m.weight.shape) for m in (*obj.projector, *obj.predictor) if isinstance(m, nn.Linear)]
+    assert shapes == [(4096, enc.embed_dim), (256, 4096), (4096, 256), (256, 4096)]
+    assert (obj.base_momentum, obj.final_momentum) == (0.996, 1.0)
+    for base, final in [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0), (0.0, 1.0)]:
+        BYOL(enc, FixedViews(), 8, 8, 8, base_momentum=base, final_momentum=final)
+    for base, final in [(-0.01, 0.5), (0.6, 0.5), (0.5, 1.01), (-1.0, -0.5)]:
+        with pytest.raises(ValueError, match="momentum"):
+            BYOL(enc, FixedViews(), 8, 8, 8, base_momentum=base, final_momentum=final)
+    with pytest.raises(ValueError, match="two-view augmenter"):
+        BYOL(enc, None, 8, 8, 8)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- DINO
 def _dino() -> DINO:
     torch.manual_seed(0)

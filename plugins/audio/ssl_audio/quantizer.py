@@ -50,10 +50,10 @@ class GumbelVectorQuantizer(nn.Module):
 
     def __init__(self, in_dim: int, groups: int = 2, entries: int = 320, dim: int = 256) -> None:
         super().__init__()
-        if dim % groups:
-            raise ValueError(f"codevector dim {dim} must be divisible by the number of groups {groups}")
         if groups < 1 or entries < 2:
             raise ValueError(f"need at least 1 group and 2 entries per group, got G={groups}, V={entries}")
+        if dim % groups:
+            raise ValueError(f"codevector dim {dim} must be divisible by the number of groups {groups}")
         self.groups, self.entries, self.dim = groups, entries, dim
         self.weight_proj = nn.Linear(in_dim, groups * entries)
         nn.init.normal_(self.weight_proj.weight, mean=0.0, std=1.0)
@@ -82,7 +82,8 @@ class GumbelVectorQuantizer(nn.Module):
         if self.training:
             if uniform is None:
                 uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
-            u = uniform.view(logits.shape).clamp(1e-9, 1.0 - 1e-9)
+            # 1 - 2**-24 is the largest float32 below 1 (1 - 1e-9 would round to 1, where the noise is inf)
+            u = uniform.view(logits.shape).clamp(1e-9, 1.0 - 2.0**-24)
             soft = F.softmax((logits - torch.log(-torch.log(u))) / temperature, dim=-1)
             codes = soft.argmax(-1)
             hard = F.one_hot(codes, self.entries).to(soft.dtype)
@@ -90,7 +91,7 @@ class GumbelVectorQuantizer(nn.Module):
         else:
             codes = logits.argmax(-1)
             onehot = F.one_hot(codes, self.entries).to(logits.dtype)
-        q = torch.einsum("ngv,gvd->ngd", onehot.to(self.codebook.dtype), self.codebook).reshape(z.shape[0], -1)
+        q = torch.einsum("ngv,gvd->ngd", onehot.to(self.codebook.dtype), self.codebook).reshape(z.shape[0], self.dim)
         # the batch-averaged softmax over the global batch (every rank's frames)
         count = torch.tensor(float(z.shape[0]), device=logits.device)
         avg_probs = D.all_reduce_with_grad(F.softmax(logits, dim=-1).sum(0)) / D.all_reduce_with_grad(count).clamp_min(1)
