@@ -30,8 +30,12 @@ def no_child_process_outlives_its_test():
     spawned rank), and kill it: such a child makes the interpreter's exit handler wait for it, so
     the suite would print its summary and then never exit."""
     import multiprocessing
+    import time
 
     yield
+    deadline = time.monotonic() + 15.0  # a child that was told to stop may take a moment to exit
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
     left = [p for p in multiprocessing.active_children() if p.is_alive()]
     for p in left:
         p.kill()
