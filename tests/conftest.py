@@ -92,6 +92,43 @@ class CliResult:
     stderr: str
 
 
+@dataclass
+class ScriptResult:
+    """What ``python SCRIPT ARGS`` did, run in this process: ``code`` is the ``SystemExit`` code
+    (``None`` when the script returned), and what it printed."""
+
+    code: object
+    stdout: str
+    stderr: str
+
+
+def _run_script(path: str | os.PathLike, *args: str) -> ScriptResult:
+    import runpy
+
+    path = str(path)
+    argv, sys_path, threads = sys.argv, list(sys.path), torch.get_num_threads()
+    sys.argv, sys.path[:0] = [path, *args], [os.path.dirname(path)]
+    out, err = io.StringIO(), io.StringIO()
+    code: object = None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+    finally:  # a script may set its own thread count; later tests keep theirs
+        sys.argv, sys.path[:] = argv, sys_path
+        torch.set_num_threads(threads)
+    return ScriptResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def run_script() -> Callable[..., ScriptResult]:
+    """Run a Python script (an example, a benchmark) as ``__main__`` in this process, with its own
+    ``sys.argv`` and its folder first on ``sys.path``: it skips the 5-15 s of starting Python and
+    importing torch that a subprocess costs, where the process itself is not under test."""
+    return _run_script
+
+
 @pytest.fixture
 def ssl_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run ``ssl ARGS`` in this process, through the console entry point ``ssl_core.cli.main``.

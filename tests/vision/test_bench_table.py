@@ -6,47 +6,25 @@ subprocess would add only the start-up of Python and torch."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_table.py"
 TINY = ["--set", "train.epochs=1", "--set", "train.batch_size=32", "--set", "dataset=digits",
         "--set", "encoder_kwargs.widths=[8,8,8,8]", "--set", "evaluators=[knn,linear_probe,health]"]
 
 
-def _script(*args: str) -> tuple[object, str]:
-    """Run the script with ``args``; its exit code (``None``: it returned) and its stderr."""
-    argv, sys_path, threads = sys.argv, list(sys.path), torch.get_num_threads()
-    sys.argv, sys.path[:0] = [str(SCRIPT), *args], [str(SCRIPT.parent)]
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            runpy.run_path(str(SCRIPT), run_name="__main__")
-        code = None
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv, sys.path[:] = argv, sys_path
-        torch.set_num_threads(threads)
-    return code, err.getvalue()
+def _run(run_script, tmp_path: Path, *args: str) -> None:  # type: ignore[no-untyped-def]
+    res = run_script(SCRIPT, "--threads", "1", "--json", str(tmp_path / "t.json"), "--md", str(tmp_path / "t.md"), *args)
+    assert res.code in (None, 0), (res.code, res.stderr[-3000:])
 
 
-def _run(tmp_path: Path, *args: str) -> None:
-    code, err = _script("--threads", "1", "--json", str(tmp_path / "t.json"), "--md", str(tmp_path / "t.md"), *args)
-    assert code in (None, 0), (code, err[-3000:])
-
-
-def test_table_rows_probes_and_docs(tmp_path: Path) -> None:
+def test_table_rows_probes_and_docs(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
     page = tmp_path / "page.md"
     page.write_text("# B\n\nintro\n\n<!-- bench_table:begin -->\nold\n<!-- bench_table:end -->\n\noutro\n")
-    _run(tmp_path, "--only", "simclr", *TINY, "--docs", str(page))
+    _run(run_script, tmp_path, "--only", "simclr", *TINY, "--docs", str(page))
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [(r["method"], r["implementation"], r["dataset"]) for r in rows] == [("simclr", "sslkit", "digits")]
     probes = {p["probe"]: p for p in rows[0]["probes"]}
@@ -61,12 +39,12 @@ def test_table_rows_probes_and_docs(tmp_path: Path) -> None:
     assert "python benchmarks/bench_table.py" in text  # the command that wrote it
 
     # a second, piecewise run adds its rows and keeps the earlier ones
-    _run(tmp_path, "--only", "byol", *TINY)
+    _run(run_script, tmp_path, "--only", "byol", *TINY)
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["byol", "simclr"]  # by modality, then name
 
 
-def test_unknown_method_is_refused(tmp_path: Path) -> None:
-    code, _ = _script("--only", "simclrr", "--json", str(tmp_path / "t.json"))
+def test_unknown_method_is_refused(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
+    code = run_script(SCRIPT, "--only", "simclrr", "--json", str(tmp_path / "t.json")).code
     assert code not in (None, 0) and "Unknown objective" in str(code)  # SystemExit(message): printed, exit 1
     assert not (tmp_path / "t.json").exists()
