@@ -55,9 +55,9 @@ GOOD = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2]) + bytes(8)
     ("cut-idx3-ubyte", GOOD[:-3], "is truncated"),
     ("long-idx3-ubyte", GOOD + b"\x00", "longer than its header says"),
     ("notgz-idx3-ubyte.gz", GOOD, "is named .gz but is not gzip"),
-    ("cutgz-idx3-ubyte.gz", gzip.compress(GOOD)[:-12], "truncated gzip"),
-    ("badgz-idx3-ubyte.gz", gzip.compress(GOOD)[:10] + b"garbage that is not deflate data" * 2, "corrupt gzip"),
-    ("truncated-data-in-gz-idx3-ubyte.gz", gzip.compress(GOOD[:-1]), "is truncated"),
+    ("cutgz-idx3-ubyte.gz", gzip.compress(GOOD, mtime=0)[:-12], "truncated gzip"),
+    ("badgz-idx3-ubyte.gz", gzip.compress(GOOD, mtime=0)[:10] + b"garbage that is not deflate data" * 2, "corrupt gzip"),
+    ("truncated-data-in-gz-idx3-ubyte.gz", gzip.compress(GOOD[:-1], mtime=0), "is truncated"),
 ])
 def test_damaged_files_fail_with_a_message_naming_the_file(tmp_path: Path, name: str, payload: bytes, message: str) -> None:
     path = _bad(tmp_path, name, payload)
