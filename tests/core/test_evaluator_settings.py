@@ -244,3 +244,72 @@ def test_linear_probe_keeps_a_constant_feature_finite() -> None:
     assert float(std[1]) == pytest.approx(1e-6)
     assert torch.isfinite(w).all() and torch.isfinite(b).all()
     assert torch.equal((((x - mean) / std) @ w + b).argmax(1), y)
+
+
+def _overlapping_classes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """3 classes that overlap (so the regularised optimum is finite and well conditioned), on 3
+    features with an offset and very different scales, so standardising them matters."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    centres = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    x = centres[y] + 0.8 * torch.randn(n, 3, generator=g)
+    return x * torch.tensor([0.01, 3.0, 40.0]) + torch.tensor([5.0, -2.0, 100.0]), y
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.05])
+def test_linear_probe_fit_is_the_stationary_point_of_mean_cross_entropy_plus_l2(weight_decay) -> None:  # type: ignore[no-untyped-def]
+    """At the minimum of ``mean_i CE(z_i W + b, y_i) + wd ||W||^2`` on z = (x - mean) / std (the
+    objective is strictly convex) both gradients vanish, written out by hand:
+    ``Z^T (P - Y) / N + 2 wd W = 0`` and ``sum_i (P - Y)_i / N = 0`` (the bias is not penalised).
+    ``None`` runs the defaults (wd = 1e-4, 200 L-BFGS iterations). Fast stand-in for the
+    scikit-learn comparison above."""
+    x, y = _overlapping_classes(60, seed=4)
+    wd = 1e-4 if weight_decay is None else weight_decay
+    kwargs = {} if weight_decay is None else {"weight_decay": weight_decay}
+    w, b, mean, std = fit_linear_probe(x, y, 3, **kwargs)
+    z = ((x - x.mean(0)) / x.std(0)).double()
+    torch.testing.assert_close(mean, x.mean(0))
+    torch.testing.assert_close(std, x.std(0))
+    p = torch.softmax(z @ w.double() + b.double(), dim=1)
+    residual = (p - torch.eye(3, dtype=torch.float64)[y]) / len(y)
+    # L-BFGS stops when the loss changes by < 1e-9: gradients ~1e-4 remain; a wrong objective
+    # (sign, scale, penalty, standardisation) leaves gradients of 1e-2 and more
+    assert float((z.T @ residual + 2 * wd * w.double()).abs().max()) < 1e-3
+    assert float(residual.sum(0).abs().max()) < 1e-3
+    assert float(w.abs().max()) > 0.5  # a real fit, not the start
+
+
+def test_linear_probe_starts_from_small_seeded_weights() -> None:
+    """On all-zero features (standardised to 0 by the 1e-6 floor) and no weight decay, W gets no
+    gradient, so it stays at its start, N(0, 0.01^2) from seed 0; the bias alone learns the class
+    frequencies: softmax(b) = (1/2, 1/3, 1/6)."""
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    w, b, _, _ = fit_linear_probe(torch.zeros(6, 4), y, 3, weight_decay=0.0)
+    torch.testing.assert_close(w, torch.randn(4, 3, generator=torch.Generator().manual_seed(0)) * 0.01)
+    torch.testing.assert_close(torch.softmax(b, 0), torch.tensor([1 / 2, 1 / 3, 1 / 6]), atol=1e-3, rtol=0)
+
+
+def test_linear_probe_standardises_test_rows_with_the_training_statistics_and_infers_the_classes() -> None:
+    """Features far from 0 with spreads from 0.01 to 40, and a data module that does not name its
+    classes: the probe must standardise the test rows by the training mean and std and count 3
+    classes from the labels to reach the accuracy a hand-built classifier gets on these rows."""
+    xtr, ytr = _overlapping_classes(90, seed=5)
+    xte, yte = _overlapping_classes(60, seed=6)
+    tr, te = TensorDictDataset(x=xtr, label=ytr), TensorDictDataset(x=xte, label=yte)
+    data = DataModule(train=tr, eval_train=tr, eval_test=te, num_classes=None)
+    scale, offset = torch.tensor([0.01, 3.0, 40.0]), torch.tensor([5.0, -2.0, 100.0])
+    nearest_centre = ((xte - offset) / scale).argmax(1)  # the Bayes rule of the generator
+    bayes = float((nearest_centre == yte).float().mean())
+    acc = LinearProbeEvaluator().evaluate(Identity(3), data)["linear_top1"]
+    assert bayes > 0.7 and acc >= bayes - 0.1, (acc, bayes)
+
+
+def test_linear_probe_defaults() -> None:
+    """The documented protocol: 200 L-BFGS iterations from step 0.1, weight decay 1e-4, seed 0."""
+    import inspect
+
+    probe = LinearProbeEvaluator()
+    assert (probe.epochs, probe.weight_decay) == (200, 1e-4)
+    defaults = {k: p.default for k, p in inspect.signature(fit_linear_probe).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert defaults == {"epochs": 200, "lr": 0.1, "weight_decay": 1e-4, "seed": 0}
