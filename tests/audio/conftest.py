@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,18 @@ TINY_WORDS = dict(words=["yes", "no", "seven"], accents=["en-us", "en-gb-x-rp"],
 
 
 @pytest.fixture(scope="session")
-def tiny_words(tmp_path_factory):
+def words_cache(tmp_path_factory) -> str:
+    """The spoken-word cache of this session (a temporary one; benchmarks/mutation.py runs these
+    tests once per mutant and names one cache for all runs)."""
+    return os.environ.get("SSLKIT_TEST_WORDS_CACHE") or str(tmp_path_factory.mktemp("sslkit-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_words(words_cache):
     """24 clips: 3 words x 4 voices x 2 pitches, synthesised by eSpeak NG into a temporary cache."""
     from ssl_audio.data import spoken_words
 
-    cache = tmp_path_factory.mktemp("sslkit-cache")
-    return spoken_words(cache_dir=str(cache), **TINY_WORDS)
+    return spoken_words(cache_dir=words_cache, **TINY_WORDS)
 
 
 @pytest.fixture(scope="session")

@@ -139,3 +139,79 @@ def test_hubert_configuration_errors_say_how_to_fix_them(tiny_words, tmp_path):
         HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, target_layer=3)
     with pytest.raises(Exception, match="encoder.pt"):
         HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, targets_from=str(tmp_path))
+
+
+def test_mfcc_features_without_lengths_count_every_frame_and_pad_a_short_clip():
+    feats, frames = MFCCFeatures()(torch.randn(2, 8000))
+    assert feats.shape == (2, 24, 39) and frames.tolist() == [24, 24]  # (8000 - 400) // 320 + 1
+    feats, frames = MFCCFeatures()(torch.randn(1, 300))  # shorter than one window: zero-padded to 400
+    assert feats.shape[1] == 1 and frames.tolist() == [1]
+
+
+def test_layer_targets_accept_every_layer_of_the_teacher_and_no_other():
+    teacher = Wav2Vec2Encoder(size="tiny", num_layers=2)
+    wave = torch.randn(2, 4000)
+    outs, _ = teacher.eval().layer_outputs(wave)
+    for layer in (1, 2):
+        feats, _ = LayerTargets(teacher, layer).frame_features(wave, None)
+        torch.testing.assert_close(feats, outs[layer - 1])
+    for layer in (0, 3):
+        with pytest.raises(ConfigError, match="between 1 and 2"):
+            LayerTargets(teacher, layer)
+
+
+def test_collect_frames_keeps_every_valid_frame_in_order_or_a_seeded_subset(tiny_words):
+    """Every valid frame of every clip (no padding frame), in dataset order, while they fit in
+    ``max_frames`` (boundary included); beyond it, ``max_frames`` distinct frames drawn by the seed."""
+    import inspect
+
+    from ssl_audio.data import pad_collate
+    from ssl_audio.hubert import collect_frames
+    from ssl_core.errors import DataError
+
+    targets = MFCCTargets(KMeans(torch.zeros(1, 39)))
+    clips = torch.utils.data.Subset(tiny_words.train, range(5))
+    batch = pad_collate([clips[i] for i in range(5)])
+    feats, frames = MFCCFeatures()(batch["waveform"], batch["lengths"])
+    assert len(set(frames.tolist())) > 1  # clips of different lengths: padding frames exist
+    expected = torch.cat([feats[i, :int(frames[i])] for i in range(5)])
+    n = expected.shape[0]
+    torch.testing.assert_close(collect_frames(targets, clips), expected)
+    torch.testing.assert_close(collect_frames(targets, clips, max_frames=n), expected)
+    sub = collect_frames(targets, clips, max_frames=n // 2, seed=1)
+    assert sub.shape == (n // 2, 39)
+    rows = torch.cdist(sub, expected).argmin(1)
+    torch.testing.assert_close(sub, expected[rows])
+    assert len(set(rows.tolist())) == n // 2 and rows.max() >= n // 2  # distinct, not just the first ones
+    torch.testing.assert_close(collect_frames(targets, clips, max_frames=n // 2, seed=1), sub)
+    assert not torch.equal(collect_frames(targets, clips, max_frames=n // 2, seed=2), sub)
+    defaults = {k: p.default for k, p in inspect.signature(collect_frames).parameters.items()}
+    assert (defaults["max_frames"], defaults["seed"]) == (100_000, 0)
+    with pytest.raises(DataError, match="empty"):
+        collect_frames(targets, [])
+
+
+def test_resolve_target_dataset_builds_the_named_dataset_or_says_what_is_wrong(tiny_words, words_cache):
+    from ssl_audio.hubert import resolve_target_dataset
+
+    from .conftest import TINY_WORDS
+
+    train, collate = resolve_target_dataset({"dataset": "spoken_words",
+                                             "dataset_kwargs": {**TINY_WORDS, "cache_dir": words_cache}})
+    assert len(train) == len(tiny_words.train) and callable(collate)
+    for bad in ("spoken_words", {"path": "/data"}):
+        with pytest.raises(ConfigError, match="'dataset' name"):
+            resolve_target_dataset(bad)
+
+
+def test_mfcc_frames_of_a_clip_do_not_depend_on_the_padding_of_its_batch():
+    """Padded to a longer clip's length, a clip's valid frames (deltas and delta-deltas of its
+    last 4 frames included) are those it has alone: HuBERT's targets must not depend on the batch."""
+    g = torch.Generator().manual_seed(0)
+    short, long = 0.1 * torch.randn(6000, generator=g), 0.1 * torch.randn(8000, generator=g)
+    alone, frames_alone = MFCCFeatures()(short[None], torch.tensor([6000]))
+    batch = torch.stack([torch.cat([short, torch.zeros(2000)]), long])
+    padded, frames = MFCCFeatures()(batch, torch.tensor([6000, 8000]))
+    assert frames.tolist() == [18, 24] and frames_alone.tolist() == [18]  # (n - 400) // 320 + 1
+    torch.testing.assert_close(padded[0, :18], alone[0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(padded[1], MFCCFeatures()(long[None])[0][0], rtol=1e-5, atol=1e-4)

@@ -121,17 +121,11 @@ def test_align_truncates_or_repeats_the_last_label() -> None:
     assert torch.equal(_align(labels, 5), torch.tensor([[1, 2, 3, 3, 3], [4, 5, 6, 6, 6]]))
 
 
-def test_hubert_loss_is_cross_entropy_against_mfcc_kmeans_units_on_masked_frames(tiny_words) -> None:  # type: ignore[no-untyped-def]
+def _hubert_reference(obj: HuBERT, batch: dict, seed: int) -> dict[str, torch.Tensor]:
     """HuBERT Eq. 1-3 recomputed from the encoder's parts: k-means unit of each frame's MFCCs,
-    mask embedding on masked frames, cosine(projection, unit embedding) / 0.1, cross-entropy
-    over the masked frames, plus 10 x the CNN feature penalty."""
-    torch.manual_seed(0)
-    obj = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, num_clusters=12, final_dim=16)
-    obj.eval()  # no dropout, so the recomputation sees the same network
-    batch = tiny_words.collate([tiny_words.train[i] for i in range(4)])
+    mask embedding on masked frames, cosine(projection, unit embedding) / 0.1, and the logits and
+    units of the masked and of the valid unmasked frames, plus the CNN feature penalty."""
     wave, lengths = batch["waveform"], batch["lengths"]
-    out = obj.training_step(batch, _step(3))
-
     enc, km = obj.encoder, obj.targets.kmeans
     with torch.no_grad():
         feats, frames = enc.extract(wave, lengths)
@@ -142,15 +136,109 @@ def test_hubert_loss_is_cross_entropy_against_mfcc_kmeans_units_on_masked_frames
         units = units[:, :t] if units.shape[1] >= t else torch.cat(
             [units, units[:, -1:].expand(-1, t - units.shape[1])], 1)
         _, x = enc.project(feats)
-        mask = span_mask(frames, t, 0.08, 10, 2, torch.Generator().manual_seed(3))
+        mask = span_mask(frames, t, 0.08, 10, 2, torch.Generator().manual_seed(seed))
         x = torch.where(mask[..., None], obj.mask_embedding, x)
-        proj = obj.final_proj(enc.contextualize(x, frames)[mask])
-        emb = obj.label_embeddings
-        logits = (proj @ emb.T) / (proj.norm(dim=1, keepdim=True) * emb.norm(dim=1)[None]) / 0.1
-        expected = F.cross_entropy(logits, units[mask])
+        context = enc.contextualize(x, frames)
         valid = torch.arange(t)[None] < frames[:, None]
-        penalty = feats.pow(2)[valid].mean()
-    assert len(torch.unique(units[mask])) > 3
+        emb = obj.label_embeddings
+
+        def logits(rows: torch.Tensor) -> torch.Tensor:
+            proj = obj.final_proj(rows)
+            return (proj @ emb.T) / (proj.norm(dim=1, keepdim=True) * emb.norm(dim=1)[None]) / 0.1
+
+        unmasked = valid & ~mask
+        return {"logits_m": logits(context[mask]), "units_m": units[mask], "logits_u": logits(context[unmasked]),
+                "units_u": units[unmasked], "penalty": feats.pow(2)[valid].mean(),
+                "mask_frac": mask.sum() / valid.sum()}
+
+
+def _hubert(tiny_words, **kw) -> HuBERT:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    obj = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, num_clusters=12, final_dim=16, **kw)
+    return obj.eval()  # no dropout, so the recomputation sees the same network
+
+
+def test_hubert_loss_is_cross_entropy_against_mfcc_kmeans_units_on_masked_frames(tiny_words) -> None:  # type: ignore[no-untyped-def]
+    """Cross-entropy over the masked frames plus 10 x the CNN feature penalty; nothing from the
+    unmasked frames by default (alpha = 1)."""
+    obj = _hubert(tiny_words)
+    batch = tiny_words.collate([tiny_words.train[i] for i in range(4)])
+    out = obj.training_step(batch, _step(3))
+    ref = _hubert_reference(obj, batch, seed=3)
+    expected = F.cross_entropy(ref["logits_m"], ref["units_m"])
+    assert len(torch.unique(ref["units_m"])) > 3
     assert float(out["loss_masked"]) == pytest.approx(float(expected), rel=1e-4)
-    assert float(out["loss"].detach()) == pytest.approx(float(expected + 10 * penalty), rel=1e-4)
-    assert float(out["acc_masked"]) == pytest.approx(float((logits.argmax(1) == units[mask]).float().mean()))
+    assert float(out["loss"].detach()) == pytest.approx(float(expected + 10 * ref["penalty"]), rel=1e-4)
+    assert float(out["feature_pen"]) == pytest.approx(float(ref["penalty"]), rel=1e-4)
+    assert float(out["acc_masked"]) == pytest.approx(float((ref["logits_m"].argmax(1) == ref["units_m"]).float().mean()))
+    assert float(out["mask_frac"]) == pytest.approx(float(ref["mask_frac"]), rel=1e-6)
+    assert "loss_unmasked" not in out
+
+
+def test_hubert_unmasked_weight_adds_cross_entropy_on_the_valid_unmasked_frames(tiny_words) -> None:  # type: ignore[no-untyped-def]
+    """HuBERT Eq. 3 with alpha < 1: ``L = L_m + (1 - alpha) / alpha * L_u``, here weight 0.5 on the
+    cross-entropy of the valid frames that were not masked (padding excluded)."""
+    obj = _hubert(tiny_words, unmasked_weight=0.5)
+    batch = tiny_words.collate([tiny_words.train[i] for i in range(4)])
+    batch["lengths"] = torch.tensor([7000, 5000, 6000, 4000]).minimum(batch["lengths"])
+    batch["waveform"] = batch["waveform"] * (torch.arange(batch["waveform"].shape[1]) < batch["lengths"][:, None])
+    out = obj.training_step(batch, _step(3))  # padded frames must not count as unmasked
+    ref = _hubert_reference(obj, batch, seed=3)
+    loss_m = F.cross_entropy(ref["logits_m"], ref["units_m"])
+    loss_u = F.cross_entropy(ref["logits_u"], ref["units_u"])
+    assert float(out["loss_unmasked"]) == pytest.approx(float(loss_u), rel=1e-4)
+    assert float(out["loss"].detach()) == pytest.approx(float(loss_m + 0.5 * loss_u + 10 * ref["penalty"]), rel=1e-4)
+
+
+def test_hubert_scales_the_cnn_gradient_of_the_prediction_loss_but_not_of_the_penalty(tiny_words) -> None:  # type: ignore[no-untyped-def]
+    """The CNN's gradient is ``m * A + 10 * P`` for gradient multiplier m (0.1 in the paper), A the
+    prediction loss's and P the feature penalty's: so G(0.1) = 0.1 G(1) + 0.9 G(0)."""
+    obj = _hubert(tiny_words)
+    assert obj.feature_grad_mult == 0.1
+    batch = tiny_words.collate([tiny_words.train[i] for i in range(3)])
+    cnn = list(obj.encoder.model.feature_extractor.parameters())
+
+    def cnn_grad(mult: float) -> torch.Tensor:
+        obj.feature_grad_mult = mult
+        grads = torch.autograd.grad(obj.training_step(batch, _step(5))["loss"], cnn)
+        return torch.cat([g.flatten() for g in grads])
+
+    g01, g1, g0 = cnn_grad(0.1), cnn_grad(1.0), cnn_grad(0.0)
+    assert (g1 - g0).abs().max() > 10 * (g0.abs().max() * 1e-4)  # the prediction loss reaches the CNN
+    torch.testing.assert_close(g01, 0.1 * g1 + 0.9 * g0, rtol=1e-3, atol=1e-6 * float(g1.abs().max()))
+
+
+def test_hubert_defaults_are_the_papers(tiny_words, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """BASE pre-training (Sec. IV-C): p = 8%, span 10, final dim 256, logit temperature 0.1,
+    alpha = 1, feature penalty 10, CNN gradient x0.1; k = 100 MFCC units in iteration 1, k = 500
+    on layer features (the middle layer by default) afterwards."""
+    import inspect
+
+    obj = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train)
+    assert obj.num_clusters == 100 and obj.targets.kmeans.centroids.shape == (100, 39)
+    assert obj.final_proj.out_features == 256 and obj.label_embeddings.shape == (100, 256)
+    assert (obj.mask_prob, obj.mask_length, obj.min_masks) == (0.08, 10, 2)
+    assert (obj.logit_temp, obj.unmasked_weight) == (0.1, 0.0)
+    assert (obj.feature_penalty_weight, obj.feature_grad_mult) == (10.0, 0.1)
+    defaults = {k: p.default for k, p in inspect.signature(HuBERT).parameters.items()}
+    assert (defaults["kmeans_max_frames"], defaults["kmeans_iters"], defaults["seed"]) == (100_000, 30, 0)
+    teacher = Wav2Vec2Encoder(size="tiny", num_layers=4)
+    torch.save({"encoder": "wav2vec2_small", "encoder_kwargs": {"size": "tiny", "num_layers": 4},
+                "modality": "audio", "state_dict": teacher.state_dict()}, tmp_path / "encoder.pt")
+    # k = 500 needs 500 frames: the 24 clips (269 frames) twice, the copy with a little noise
+    noisy = [{**s, "waveform": s["waveform"] + 1e-3 * torch.randn(s["waveform"].shape)} for s in tiny_words.train]
+    twice = torch.utils.data.ConcatDataset([tiny_words.train, noisy])
+    second = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=twice, targets_from=str(tmp_path))
+    assert second.num_clusters == 500 and second.targets.layer == 2  # 500 units on layer 4 // 2
+
+
+def test_hubert_targets_are_computed_in_float32_under_the_trainers_autocast(tiny_words) -> None:  # type: ignore[no-untyped-def]
+    """Targets are data: under bf16 autocast the MFCCs (and so the k-means units) stay float32;
+    in bf16 the MFCCs move by up to ~1.3 and some frames change unit."""
+    obj = _hubert(tiny_words)
+    seen: list[torch.dtype] = []
+    obj.targets.features.register_forward_hook(lambda m, i, o: seen.append(o[0].dtype))
+    batch = tiny_words.collate([tiny_words.train[i] for i in range(2)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = obj.training_step(batch, _step(1))
+    assert seen == [torch.float32] and torch.isfinite(out["loss"])

@@ -66,13 +66,19 @@ class MFCCFeatures(nn.Module):
         if waveform.shape[1] < self.win:
             waveform = F.pad(waveform, (0, self.win - waveform.shape[1]))
         m = self.mfcc(waveform.float())  # [B, 13, T]
-        d1 = AF.compute_deltas(m)
-        d2 = AF.compute_deltas(d1)
-        feats = torch.cat([m, d1, d2], dim=1).transpose(1, 2)
         if lengths is None:
             lengths = torch.full((waveform.shape[0],), waveform.shape[1], device=waveform.device)
-        frames = (torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1).clamp(0, feats.shape[1])
-        return feats, frames
+        frames = (torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1).clamp(0, m.shape[-1])
+        # the deltas reach 2 (delta-deltas 4) frames ahead: at a padded clip's end they would see
+        # its padding, so a clip's last frames would depend on its batch. Repeat the last valid
+        # frame (of the MFCCs, then of the deltas) over the padding instead, as compute_deltas
+        # does at the end of an unpadded clip.
+        last = torch.minimum(torch.arange(m.shape[-1], device=m.device)[None], (frames - 1).clamp_min(0)[:, None])
+        last = last[:, None, :].expand(-1, m.shape[1], -1)
+        m = torch.gather(m, 2, last)
+        d1 = torch.gather(AF.compute_deltas(m), 2, last)
+        d2 = AF.compute_deltas(d1)
+        return torch.cat([m, d1, d2], dim=1).transpose(1, 2), frames
 
 
 def _align(labels: Tensor, t: int) -> Tensor:
