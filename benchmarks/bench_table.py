@@ -8,8 +8,10 @@ each probe of the trained encoder next to a randomly initialised encoder of the 
 Each method runs exactly as ``ssl run -m MODALITY -o NAME`` does (its recipe: encoder,
 augmentations, built-in dataset, epochs, batch, evaluators), so the table is what a new user gets.
 Per method it records the dataset actually used (a fallback shows), epochs and steps, wall time
-(training + evaluation of both encoders), training samples/s, and every probe metric trained vs
-random with the difference; the embedding-health statistics are not probes and are left out.
+(training + evaluation of both encoders) and the CPU seconds behind it (which, unlike the wall
+time, other programs' load does not inflate), training samples/s, and every probe metric trained
+vs random with the difference; the embedding-health statistics are not probes and are left out.
+The files are rewritten after every row, so a run stopped half-way keeps the rows it finished.
 
 ``--lightly`` (vision only) adds the same method built from lightly 1.6.0's heads, losses and
 transforms around the same backbone and initial weights, trained for the same epochs with a
@@ -30,6 +32,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -120,14 +123,15 @@ def run_lightly(sslkit_row: dict[str, Any], threads: int, workers: int) -> dict[
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """One line per (method, implementation, probe); the run's facts on its first line."""
-    head = ("| method | implementation | data | epochs (steps) | wall s | samples/s | probe | trained | random "
-            "| trained - random |\n|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| method | implementation | data | epochs (steps) | wall s | CPU s | samples/s | probe | trained | random "
+            "| trained - random |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         steps = f" ({r['steps']})" if r.get("steps") else ""
         changed = "".join(f", {k}={v}" for k, v in r.get("overrides", {}).items())  # never silent
         facts = [r["method"], r["implementation"] + (f" (non-default{changed})" if changed else ""), r["dataset"],
-                 f"{r['epochs']}{steps}", f"{r['total_s']:.0f}", f"{r['samples_per_s']:.0f}"]
+                 f"{r['epochs']}{steps}", f"{r['total_s']:.0f}",
+                 f"{r['cpu_s']:.0f}" if r.get("cpu_s") is not None else "-", f"{r['samples_per_s']:.0f}"]
         for i, p in enumerate(r["probes"] or [{"probe": "-", "trained": float("nan"), "random": float("nan"),
                                                 "delta": float("nan"), "ahead": False}]):
             cells = facts if i == 0 else [""] * len(facts)
@@ -185,24 +189,50 @@ def main() -> None:
     unknown = sorted(set(names) - {n for n, _ in objectives})
     if unknown:
         raise SystemExit(f"Unknown objective(s) {unknown}; installed: {[n for n, _ in objectives]}")
+    old = [] if args.fresh or not args.json.exists() else json.loads(args.json.read_text())["rows"]
+    command = "python benchmarks/bench_table.py" + "".join(f" {a}" for a in sys.argv[1:])
     rows: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = order(old, objectives)
     for name, modality in objectives:
         if name not in names:
             continue
         print(f"== {name} ({modality})", flush=True)
-        row = run_sslkit(name, modality, args.threads, dict(parse_override(x) for x in args.sets))
+        row = timed(run_sslkit, name, modality, args.threads, dict(parse_override(x) for x in args.sets))
         cfg = row.pop("cfg")
         rows.append(row)
         print(markdown([row]), flush=True)
+        merged = save(args, old, rows, objectives, command)  # a run stopped later keeps this row
         if args.lightly and modality == "vision" and name in LIGHTLY_METHODS:
-            lrow = run_lightly({**row, "cfg": cfg}, args.threads, args.workers)
+            lrow = timed(run_lightly, {**row, "cfg": cfg}, args.threads, args.workers)
             rows.append(lrow)
             print(markdown([lrow]), flush=True)
+            merged = save(args, old, rows, objectives, command)
 
-    old = [] if args.fresh or not args.json.exists() else json.loads(args.json.read_text())["rows"]
+    print("\n" + markdown(merged))
+    behind = [f"{r['method']} ({r['implementation']}) {p['probe']}" for r in merged for p in r["probes"] if not p["ahead"]]
+    print("Every probe ahead of random." if not behind else "BEHIND RANDOM: " + "; ".join(behind))
+    print(f"wrote {args.json} and {args.md}" + (f" and {args.docs}" if args.docs else ""))
+
+
+def timed(fn: Any, *args: Any) -> dict[str, Any]:
+    """``fn(*args)``'s row with the CPU seconds it took (this process and its finished children,
+    e.g. DataLoader workers): unlike wall time, that does not grow with other programs' load."""
+    def cpu() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    start = cpu()
+    row = fn(*args)
+    row["cpu_s"] = cpu() - start
+    return row
+
+
+def save(args: argparse.Namespace, old: list[dict[str, Any]], rows: list[dict[str, Any]],
+         objectives: list[tuple[str, str]], command: str) -> list[dict[str, Any]]:
+    """Merge this run's rows over the earlier ones (by method and implementation) and write the
+    JSON, the Markdown and (with --docs) the docs page; returns the merged rows."""
     done = {(r["method"], r["implementation"].split()[0]) for r in rows}
     merged = order([r for r in old if (r["method"], r["implementation"].split()[0]) not in done] + rows, objectives)
-    command = "python benchmarks/bench_table.py" + "".join(f" {a}" for a in sys.argv[1:])
     result = {
         "benchmark": "bench_table",
         "description": "every objective at its default budget on its built-in data; probes trained vs a randomly "
@@ -218,10 +248,7 @@ def main() -> None:
     args.md.write_text(table)
     if args.docs:
         update_docs(args.docs, table, command)
-    print("\n" + table)
-    behind = [f"{r['method']} ({r['implementation']}) {p['probe']}" for r in merged for p in r["probes"] if not p["ahead"]]
-    print("Every probe ahead of random." if not behind else "BEHIND RANDOM: " + "; ".join(behind))
-    print(f"wrote {args.json} and {args.md}" + (f" and {args.docs}" if args.docs else ""))
+    return merged
 
 
 if __name__ == "__main__":

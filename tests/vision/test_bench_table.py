@@ -32,6 +32,7 @@ def test_table_rows_probes_and_docs(tmp_path: Path, run_script) -> None:  # type
     for p in probes.values():
         assert p["delta"] == pytest.approx(p["trained"] - p["random"]) and p["ahead"] == (p["trained"] > p["random"])
     assert rows[0]["epochs"] == 1 and rows[0]["steps"] > 0 and rows[0]["samples_per_s"] > 0
+    assert 0 < rows[0]["cpu_s"] < 10 * rows[0]["total_s"]  # CPU seconds of this process, at most a few per wall s
     md = (tmp_path / "t.md").read_text()
     assert "| simclr | sslkit (non-default, train.epochs=1" in md and "knn_top1" in md
     text = page.read_text()
@@ -42,6 +43,27 @@ def test_table_rows_probes_and_docs(tmp_path: Path, run_script) -> None:  # type
     _run(run_script, tmp_path, "--only", "byol", *TINY)
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["byol", "simclr"]  # by modality, then name
+
+
+def test_a_run_stopped_after_a_row_keeps_that_row(tmp_path: Path, run_script, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ssl_core.runner
+
+    real, started = ssl_core.runner.run_experiment, []
+
+    def stops_during_the_second(cfg, *a, **kw):  # type: ignore[no-untyped-def]
+        started.append(cfg.objective)
+        if len(started) == 2:
+            raise RuntimeError("stopped during the second method")
+        return real(cfg, *a, **kw)
+
+    monkeypatch.setattr(ssl_core.runner, "run_experiment", stops_during_the_second)  # the script imports it from here
+    with pytest.raises(RuntimeError, match="second method"):
+        run_script(SCRIPT, "--threads", "1", "--json", str(tmp_path / "t.json"), "--md", str(tmp_path / "t.md"),
+                   "--only", "simclr,byol", *TINY)
+    assert sorted(started) == ["byol", "simclr"]
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == started[:1]  # the finished row was written before the second began
+    assert f"| {started[0]} |" in (tmp_path / "t.md").read_text()
 
 
 def test_unknown_method_is_refused(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
