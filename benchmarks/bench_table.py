@@ -55,6 +55,9 @@ LOWER_IS_BETTER = ("perplexity", "loss")
 """Metric names containing these are better when smaller."""
 LIGHTLY_METHODS = ("simclr", "byol", "dino", "mae")
 MARK_BEGIN, MARK_END = "<!-- bench_table:begin -->", "<!-- bench_table:end -->"
+HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
+HEADLINE_PROBES = {"knn_top1": "kNN top-1", "linear_top1": "linear top-1", "zeroshot_top1": "zero-shot top-1"}
+"""The probes the README's headline shows, trained / random (the full table is in docs/)."""
 
 
 def probes(trained: dict[str, float], random: dict[str, float]) -> list[dict[str, Any]]:
@@ -156,16 +159,38 @@ def order(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> list
     return sorted(rows, key=key)
 
 
-def update_docs(path: Path, table: str, command: str) -> None:
-    """Replace the table between the markers in ``path`` (the rest of the page is hand-written)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{MARK_BEGIN}\n{MARK_END}\n"
-    if MARK_BEGIN not in text or MARK_END not in text:
-        raise SystemExit(f"{path} has no {MARK_BEGIN} ... {MARK_END} markers to put the table between.")
-    before, rest = text.split(MARK_BEGIN, 1)
-    after = rest.split(MARK_END, 1)[1]
+def update_docs(path: Path, table: str, command: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``path`` (the rest of the page is hand-written)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path} has no {begin} ... {end} markers to put the table between.")
+    before, rest = text.split(begin, 1)
+    after = rest.split(end, 1)[1]
     stamp = _dt.date.today().isoformat()
-    block = f"{MARK_BEGIN}\n_Written by `{command}` on {stamp}._\n\n{table}{MARK_END}"
+    block = f"{begin}\n_Written by `{command}` on {stamp}._\n\n{table}{end}"
     path.write_text(before + block + after, encoding="utf-8")
+
+
+def headline(rows: list[dict[str, Any]]) -> str:
+    """The README's short table: each sslkit method's main probes, trained / random, and its wall
+    time; a probe behind random is marked."""
+    cols = [k for k in HEADLINE_PROBES if any(p["probe"] == k for r in rows for p in r["probes"])]
+    lines = ["| method | data | epochs (steps) | wall / CPU time | " + " | ".join(f"{HEADLINE_PROBES[k]}, trained / random" for k in cols)
+             + " |", "|---|---|---|---|" + "---|" * len(cols)]
+    for r in rows:
+        if r["implementation"] != "sslkit":
+            continue
+        by_name = {p["probe"]: p for p in r["probes"]}
+        cells = []
+        for k in cols:
+            p = by_name.get(k)
+            cells.append("-" if p is None else f"{p['trained']:.3f} / {p['random']:.3f}" + ("" if p["ahead"] else " **(behind)**"))
+        budget = f"{r['epochs']} ({r['steps']})" if r.get("epochs") else f"{r.get('steps')} steps"
+        cpu = f" / {r['cpu_s'] / 60:.1f}" if r.get("cpu_s") is not None else ""
+        changed = " (non-default)" if r.get("overrides") else ""
+        lines.append(f"| {r['method']}{changed} | {r['dataset']} | {budget} | {r['total_s'] / 60:.1f}{cpu} min | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -178,6 +203,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "table.json")
     parser.add_argument("--md", type=Path, default=RESULTS / "table.md")
     parser.add_argument("--docs", type=Path, default=None, help="also update the table in this Markdown page")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also write the short headline table between the headline markers of this page (README.md)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field for every method (smoke tests; marked non-default in the table)")
     args = parser.parse_args()
@@ -211,7 +238,7 @@ def main() -> None:
     print("\n" + markdown(merged))
     behind = [f"{r['method']} ({r['implementation']}) {p['probe']}" for r in merged for p in r["probes"] if not p["ahead"]]
     print("Every probe ahead of random." if not behind else "BEHIND RANDOM: " + "; ".join(behind))
-    print(f"wrote {args.json} and {args.md}" + (f" and {args.docs}" if args.docs else ""))
+    print(f"wrote {args.json} and {args.md}" + "".join(f" and {p}" for p in (args.docs, args.readme) if p))
 
 
 def timed(fn: Any, *args: Any) -> dict[str, Any]:
@@ -248,6 +275,8 @@ def save(args: argparse.Namespace, old: list[dict[str, Any]], rows: list[dict[st
     args.md.write_text(table)
     if args.docs:
         update_docs(args.docs, table, command)
+    if args.readme:
+        update_docs(args.readme, headline(merged), command, HEADLINE_BEGIN, HEADLINE_END)
     return merged
 
 

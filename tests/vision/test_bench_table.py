@@ -24,7 +24,9 @@ def _run(run_script, tmp_path: Path, *args: str) -> None:  # type: ignore[no-unt
 def test_table_rows_probes_and_docs(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
     page = tmp_path / "page.md"
     page.write_text("# B\n\nintro\n\n<!-- bench_table:begin -->\nold\n<!-- bench_table:end -->\n\noutro\n")
-    _run(run_script, tmp_path, "--only", "simclr", *TINY, "--docs", str(page))
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n\n<!-- headline:begin -->\n<!-- headline:end -->\n\nrest\n")
+    _run(run_script, tmp_path, "--only", "simclr", *TINY, "--docs", str(page), "--readme", str(readme))
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [(r["method"], r["implementation"], r["dataset"]) for r in rows] == [("simclr", "sslkit", "digits")]
     probes = {p["probe"]: p for p in rows[0]["probes"]}
@@ -38,6 +40,11 @@ def test_table_rows_probes_and_docs(tmp_path: Path, run_script) -> None:  # type
     text = page.read_text()
     assert "old" not in text and "intro" in text and "outro" in text and "| simclr |" in text
     assert "python benchmarks/bench_table.py" in text  # the command that wrote it
+    head = readme.read_text()
+    assert "rest" in head and "kNN top-1, trained / random" in head and "zero-shot" not in head  # no CLIP row
+    knn = probes["knn_top1"]
+    assert f"| simclr (non-default) | digits | 1 ({rows[0]['steps']}) |" in head
+    assert f"{knn['trained']:.3f} / {knn['random']:.3f}" in head
 
     # a second, piecewise run adds its rows and keeps the earlier ones
     _run(run_script, tmp_path, "--only", "byol", *TINY)
