@@ -8,8 +8,10 @@ each probe of the trained encoder next to a randomly initialised encoder of the 
 Each method runs exactly as ``ssl run -m MODALITY -o NAME`` does (its recipe: encoder,
 augmentations, built-in dataset, epochs, batch, evaluators), so the table is what a new user gets.
 Per method it records the dataset actually used (a fallback shows), epochs and steps, wall time
-(training + evaluation of both encoders), training samples/s, and every probe metric trained vs
-random with the difference; the embedding-health statistics are not probes and are left out.
+(training + evaluation of both encoders) and the CPU seconds behind it (which, unlike the wall
+time, other programs' load does not inflate), training samples/s, and every probe metric trained
+vs random with the difference; the embedding-health statistics are not probes and are left out.
+The files are rewritten after every row, so a run stopped half-way keeps the rows it finished.
 
 ``--lightly`` (vision only) adds the same method built from lightly 1.6.0's heads, losses and
 transforms around the same backbone and initial weights, trained for the same epochs with a
@@ -30,6 +32,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -52,6 +55,9 @@ LOWER_IS_BETTER = ("perplexity", "loss")
 """Metric names containing these are better when smaller."""
 LIGHTLY_METHODS = ("simclr", "byol", "dino", "mae")
 MARK_BEGIN, MARK_END = "<!-- bench_table:begin -->", "<!-- bench_table:end -->"
+HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
+HEADLINE_PROBES = {"knn_top1": "kNN top-1", "linear_top1": "linear top-1", "zeroshot_top1": "zero-shot top-1"}
+"""The probes the README's headline shows, trained / random (the full table is in docs/)."""
 
 
 def probes(trained: dict[str, float], random: dict[str, float]) -> list[dict[str, Any]]:
@@ -120,14 +126,15 @@ def run_lightly(sslkit_row: dict[str, Any], threads: int, workers: int) -> dict[
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """One line per (method, implementation, probe); the run's facts on its first line."""
-    head = ("| method | implementation | data | epochs (steps) | wall s | samples/s | probe | trained | random "
-            "| trained - random |\n|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| method | implementation | data | epochs (steps) | wall s | CPU s | samples/s | probe | trained | random "
+            "| trained - random |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         steps = f" ({r['steps']})" if r.get("steps") else ""
         changed = "".join(f", {k}={v}" for k, v in r.get("overrides", {}).items())  # never silent
         facts = [r["method"], r["implementation"] + (f" (non-default{changed})" if changed else ""), r["dataset"],
-                 f"{r['epochs']}{steps}", f"{r['total_s']:.0f}", f"{r['samples_per_s']:.0f}"]
+                 f"{r['epochs']}{steps}", f"{r['total_s']:.0f}",
+                 f"{r['cpu_s']:.0f}" if r.get("cpu_s") is not None else "-", f"{r['samples_per_s']:.0f}"]
         for i, p in enumerate(r["probes"] or [{"probe": "-", "trained": float("nan"), "random": float("nan"),
                                                 "delta": float("nan"), "ahead": False}]):
             cells = facts if i == 0 else [""] * len(facts)
@@ -152,16 +159,38 @@ def order(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> list
     return sorted(rows, key=key)
 
 
-def update_docs(path: Path, table: str, command: str) -> None:
-    """Replace the table between the markers in ``path`` (the rest of the page is hand-written)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{MARK_BEGIN}\n{MARK_END}\n"
-    if MARK_BEGIN not in text or MARK_END not in text:
-        raise SystemExit(f"{path} has no {MARK_BEGIN} ... {MARK_END} markers to put the table between.")
-    before, rest = text.split(MARK_BEGIN, 1)
-    after = rest.split(MARK_END, 1)[1]
+def update_docs(path: Path, table: str, command: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``path`` (the rest of the page is hand-written)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path} has no {begin} ... {end} markers to put the table between.")
+    before, rest = text.split(begin, 1)
+    after = rest.split(end, 1)[1]
     stamp = _dt.date.today().isoformat()
-    block = f"{MARK_BEGIN}\n_Written by `{command}` on {stamp}._\n\n{table}{MARK_END}"
+    block = f"{begin}\n_Written by `{command}` on {stamp}._\n\n{table}{end}"
     path.write_text(before + block + after, encoding="utf-8")
+
+
+def headline(rows: list[dict[str, Any]]) -> str:
+    """The README's short table: each sslkit method's main probes, trained / random, and its wall
+    time; a probe behind random is marked."""
+    cols = [k for k in HEADLINE_PROBES if any(p["probe"] == k for r in rows for p in r["probes"])]
+    lines = ["| method | data | epochs (steps) | wall / CPU time | " + " | ".join(f"{HEADLINE_PROBES[k]}, trained / random" for k in cols)
+             + " |", "|---|---|---|---|" + "---|" * len(cols)]
+    for r in rows:
+        if r["implementation"] != "sslkit":
+            continue
+        by_name = {p["probe"]: p for p in r["probes"]}
+        cells = []
+        for k in cols:
+            p = by_name.get(k)
+            cells.append("-" if p is None else f"{p['trained']:.3f} / {p['random']:.3f}" + ("" if p["ahead"] else " **(behind)**"))
+        budget = f"{r['epochs']} ({r['steps']})" if r.get("epochs") else f"{r.get('steps')} steps"
+        cpu = f" / {r['cpu_s'] / 60:.1f}" if r.get("cpu_s") is not None else ""
+        changed = " (non-default)" if r.get("overrides") else ""
+        lines.append(f"| {r['method']}{changed} | {r['dataset']} | {budget} | {r['total_s'] / 60:.1f}{cpu} min | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -174,6 +203,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "table.json")
     parser.add_argument("--md", type=Path, default=RESULTS / "table.md")
     parser.add_argument("--docs", type=Path, default=None, help="also update the table in this Markdown page")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also write the short headline table between the headline markers of this page (README.md)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field for every method (smoke tests; marked non-default in the table)")
     args = parser.parse_args()
@@ -185,24 +216,50 @@ def main() -> None:
     unknown = sorted(set(names) - {n for n, _ in objectives})
     if unknown:
         raise SystemExit(f"Unknown objective(s) {unknown}; installed: {[n for n, _ in objectives]}")
+    old = [] if args.fresh or not args.json.exists() else json.loads(args.json.read_text())["rows"]
+    command = "python benchmarks/bench_table.py" + "".join(f" {a}" for a in sys.argv[1:])
     rows: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = order(old, objectives)
     for name, modality in objectives:
         if name not in names:
             continue
         print(f"== {name} ({modality})", flush=True)
-        row = run_sslkit(name, modality, args.threads, dict(parse_override(x) for x in args.sets))
+        row = timed(run_sslkit, name, modality, args.threads, dict(parse_override(x) for x in args.sets))
         cfg = row.pop("cfg")
         rows.append(row)
         print(markdown([row]), flush=True)
+        merged = save(args, old, rows, objectives, command)  # a run stopped later keeps this row
         if args.lightly and modality == "vision" and name in LIGHTLY_METHODS:
-            lrow = run_lightly({**row, "cfg": cfg}, args.threads, args.workers)
+            lrow = timed(run_lightly, {**row, "cfg": cfg}, args.threads, args.workers)
             rows.append(lrow)
             print(markdown([lrow]), flush=True)
+            merged = save(args, old, rows, objectives, command)
 
-    old = [] if args.fresh or not args.json.exists() else json.loads(args.json.read_text())["rows"]
+    print("\n" + markdown(merged))
+    behind = [f"{r['method']} ({r['implementation']}) {p['probe']}" for r in merged for p in r["probes"] if not p["ahead"]]
+    print("Every probe ahead of random." if not behind else "BEHIND RANDOM: " + "; ".join(behind))
+    print(f"wrote {args.json} and {args.md}" + "".join(f" and {p}" for p in (args.docs, args.readme) if p))
+
+
+def timed(fn: Any, *args: Any) -> dict[str, Any]:
+    """``fn(*args)``'s row with the CPU seconds it took (this process and its finished children,
+    e.g. DataLoader workers): unlike wall time, that does not grow with other programs' load."""
+    def cpu() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    start = cpu()
+    row = fn(*args)
+    row["cpu_s"] = cpu() - start
+    return row
+
+
+def save(args: argparse.Namespace, old: list[dict[str, Any]], rows: list[dict[str, Any]],
+         objectives: list[tuple[str, str]], command: str) -> list[dict[str, Any]]:
+    """Merge this run's rows over the earlier ones (by method and implementation) and write the
+    JSON, the Markdown and (with --docs) the docs page; returns the merged rows."""
     done = {(r["method"], r["implementation"].split()[0]) for r in rows}
     merged = order([r for r in old if (r["method"], r["implementation"].split()[0]) not in done] + rows, objectives)
-    command = "python benchmarks/bench_table.py" + "".join(f" {a}" for a in sys.argv[1:])
     result = {
         "benchmark": "bench_table",
         "description": "every objective at its default budget on its built-in data; probes trained vs a randomly "
@@ -218,10 +275,9 @@ def main() -> None:
     args.md.write_text(table)
     if args.docs:
         update_docs(args.docs, table, command)
-    print("\n" + table)
-    behind = [f"{r['method']} ({r['implementation']}) {p['probe']}" for r in merged for p in r["probes"] if not p["ahead"]]
-    print("Every probe ahead of random." if not behind else "BEHIND RANDOM: " + "; ".join(behind))
-    print(f"wrote {args.json} and {args.md}" + (f" and {args.docs}" if args.docs else ""))
+    if args.readme:
+        update_docs(args.readme, headline(merged), command, HEADLINE_BEGIN, HEADLINE_END)
+    return merged
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ def _run(run_script, tmp_path: Path, *args: str) -> None:  # type: ignore[no-unt
 def test_table_rows_probes_and_docs(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
     page = tmp_path / "page.md"
     page.write_text("# B\n\nintro\n\n<!-- bench_table:begin -->\nold\n<!-- bench_table:end -->\n\noutro\n")
-    _run(run_script, tmp_path, "--only", "simclr", *TINY, "--docs", str(page))
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n\n<!-- headline:begin -->\n<!-- headline:end -->\n\nrest\n")
+    _run(run_script, tmp_path, "--only", "simclr", *TINY, "--docs", str(page), "--readme", str(readme))
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [(r["method"], r["implementation"], r["dataset"]) for r in rows] == [("simclr", "sslkit", "digits")]
     probes = {p["probe"]: p for p in rows[0]["probes"]}
@@ -32,16 +34,43 @@ def test_table_rows_probes_and_docs(tmp_path: Path, run_script) -> None:  # type
     for p in probes.values():
         assert p["delta"] == pytest.approx(p["trained"] - p["random"]) and p["ahead"] == (p["trained"] > p["random"])
     assert rows[0]["epochs"] == 1 and rows[0]["steps"] > 0 and rows[0]["samples_per_s"] > 0
+    assert 0 < rows[0]["cpu_s"] < 10 * rows[0]["total_s"]  # CPU seconds of this process, at most a few per wall s
     md = (tmp_path / "t.md").read_text()
     assert "| simclr | sslkit (non-default, train.epochs=1" in md and "knn_top1" in md
     text = page.read_text()
     assert "old" not in text and "intro" in text and "outro" in text and "| simclr |" in text
     assert "python benchmarks/bench_table.py" in text  # the command that wrote it
+    head = readme.read_text()
+    assert "rest" in head and "kNN top-1, trained / random" in head and "zero-shot" not in head  # no CLIP row
+    knn = probes["knn_top1"]
+    assert f"| simclr (non-default) | digits | 1 ({rows[0]['steps']}) |" in head
+    assert f"{knn['trained']:.3f} / {knn['random']:.3f}" in head
 
     # a second, piecewise run adds its rows and keeps the earlier ones
     _run(run_script, tmp_path, "--only", "byol", *TINY)
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["byol", "simclr"]  # by modality, then name
+
+
+def test_a_run_stopped_after_a_row_keeps_that_row(tmp_path: Path, run_script, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ssl_core.runner
+
+    real, started = ssl_core.runner.run_experiment, []
+
+    def stops_during_the_second(cfg, *a, **kw):  # type: ignore[no-untyped-def]
+        started.append(cfg.objective)
+        if len(started) == 2:
+            raise RuntimeError("stopped during the second method")
+        return real(cfg, *a, **kw)
+
+    monkeypatch.setattr(ssl_core.runner, "run_experiment", stops_during_the_second)  # the script imports it from here
+    with pytest.raises(RuntimeError, match="second method"):
+        run_script(SCRIPT, "--threads", "1", "--json", str(tmp_path / "t.json"), "--md", str(tmp_path / "t.md"),
+                   "--only", "simclr,byol", *TINY)
+    assert sorted(started) == ["byol", "simclr"]
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == started[:1]  # the finished row was written before the second began
+    assert f"| {started[0]} |" in (tmp_path / "t.md").read_text()
 
 
 def test_unknown_method_is_refused(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
