@@ -142,10 +142,18 @@ def test_hubert_configuration_errors_say_how_to_fix_them(tiny_words, tmp_path):
 
 
 def test_mfcc_features_without_lengths_count_every_frame_and_pad_a_short_clip():
-    feats, frames = MFCCFeatures()(torch.randn(2, 8000))
+    """25 ms windows every 20 ms at 16 kHz (the CNN's frames), 13 coefficients from 23 mel bands;
+    a batch shorter than one window is zero-padded to one; a clip shorter than a hop has 0 frames."""
+    mfcc = MFCCFeatures()
+    assert (mfcc.win, mfcc.hop, mfcc.mfcc.n_mfcc, mfcc.mfcc.MelSpectrogram.mel_scale.n_mels) == (400, 320, 13, 23)
+    feats, frames = mfcc(torch.randn(2, 8000))
     assert feats.shape == (2, 24, 39) and frames.tolist() == [24, 24]  # (8000 - 400) // 320 + 1
-    feats, frames = MFCCFeatures()(torch.randn(1, 300))  # shorter than one window: zero-padded to 400
-    assert feats.shape[1] == 1 and frames.tolist() == [1]
+    short = torch.randn(400, 300)
+    feats, frames = mfcc(short)  # shorter than one window: zero-padded at the end to 400
+    assert feats.shape[:2] == (400, 1) and frames.unique().tolist() == [1]
+    torch.testing.assert_close(feats[:, 0, :13], mfcc.mfcc(F.pad(short, (0, 100)))[:, :, 0], rtol=1e-5, atol=1e-4)
+    _, frames = mfcc(torch.randn(2, 8000), torch.tensor([8000, 50]))
+    assert frames.tolist() == [24, 0]  # not -1
 
 
 def test_layer_targets_accept_every_layer_of_the_teacher_and_no_other():
@@ -155,6 +163,8 @@ def test_layer_targets_accept_every_layer_of_the_teacher_and_no_other():
     for layer in (1, 2):
         feats, _ = LayerTargets(teacher, layer).frame_features(wave, None)
         torch.testing.assert_close(feats, outs[layer - 1])
+    targets = LayerTargets(teacher, 1)
+    assert targets.train().training and not targets.teacher.training  # train() means train mode
     for layer in (0, 3):
         with pytest.raises(ConfigError, match="between 1 and 2"):
             LayerTargets(teacher, layer)
@@ -202,16 +212,37 @@ def test_resolve_target_dataset_builds_the_named_dataset_or_says_what_is_wrong(t
     for bad in ("spoken_words", {"path": "/data"}):
         with pytest.raises(ConfigError, match="'dataset' name"):
             resolve_target_dataset(bad)
+    # the objective takes the same description (what `ssl run` passes) and fits its targets on it
+    obj = HuBERT(Wav2Vec2Encoder(size="tiny"), num_clusters=8, final_dim=16,
+                 target_data={"dataset": "spoken_words", "dataset_kwargs": {**TINY_WORDS, "cache_dir": words_cache}})
+    assert obj.targets.kmeans.centroids.shape == (8, 39)
+    with pytest.raises(ConfigError, match="fits its k-means targets on the training audio but got none"):
+        HuBERT(Wav2Vec2Encoder(size="tiny"))
 
 
 def test_mfcc_frames_of_a_clip_do_not_depend_on_the_padding_of_its_batch():
     """Padded to a longer clip's length, a clip's valid frames (deltas and delta-deltas of its
-    last 4 frames included) are those it has alone: HuBERT's targets must not depend on the batch."""
+    last 4 frames included) are torchaudio's MFCCs + deltas of the clip alone: HuBERT's targets
+    must not depend on the batch."""
+    import torchaudio.functional as AF
+
     g = torch.Generator().manual_seed(0)
     short, long = 0.1 * torch.randn(6000, generator=g), 0.1 * torch.randn(8000, generator=g)
-    alone, frames_alone = MFCCFeatures()(short[None], torch.tensor([6000]))
+    mfcc = MFCCFeatures()
+
+    def reference(clip: torch.Tensor) -> torch.Tensor:  # torchaudio on the clip alone, no padding
+        m = mfcc.mfcc(clip[None])
+        d1 = AF.compute_deltas(m)
+        return torch.cat([m, d1, AF.compute_deltas(d1)], dim=1).transpose(1, 2)[0]
+
+    alone, frames_alone = mfcc(short[None], torch.tensor([6000]))
     batch = torch.stack([torch.cat([short, torch.zeros(2000)]), long])
-    padded, frames = MFCCFeatures()(batch, torch.tensor([6000, 8000]))
+    padded, frames = mfcc(batch, torch.tensor([6000, 8000]))
     assert frames.tolist() == [18, 24] and frames_alone.tolist() == [18]  # (n - 400) // 320 + 1
-    torch.testing.assert_close(padded[0, :18], alone[0], rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(padded[1], MFCCFeatures()(long[None])[0][0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(alone[0], reference(short), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(padded[0, :18], reference(short), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(padded[1], reference(long), rtol=1e-5, atol=1e-4)
+    one_frame = short[:400]  # a single valid frame: its deltas are 0, whatever the padding holds
+    padded, frames = mfcc(torch.stack([torch.cat([one_frame, torch.zeros(7600)]), long]), torch.tensor([400, 8000]))
+    assert frames.tolist() == [1, 24]
+    torch.testing.assert_close(padded[0, :1], reference(one_frame), rtol=1e-5, atol=1e-4)

@@ -119,6 +119,8 @@ def test_align_truncates_or_repeats_the_last_label() -> None:
     labels = torch.tensor([[1, 2, 3], [4, 5, 6]])
     assert torch.equal(_align(labels, 2), torch.tensor([[1, 2], [4, 5]]))
     assert torch.equal(_align(labels, 5), torch.tensor([[1, 2, 3, 3, 3], [4, 5, 6, 6, 6]]))
+    assert torch.equal(_align(torch.tensor([[1, 2, 3]]), 2), torch.tensor([[1, 2]]))  # frames, not rows
+    assert torch.equal(_align(torch.tensor([[1], [2], [3]]), 2), torch.tensor([[1, 1], [2, 2], [3, 3]]))
 
 
 def _hubert_reference(obj: HuBERT, batch: dict, seed: int) -> dict[str, torch.Tensor]:
@@ -230,6 +232,12 @@ def test_hubert_defaults_are_the_papers(tiny_words, tmp_path) -> None:  # type: 
     twice = torch.utils.data.ConcatDataset([tiny_words.train, noisy])
     second = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=twice, targets_from=str(tmp_path))
     assert second.num_clusters == 500 and second.targets.layer == 2  # 500 units on layer 4 // 2
+    one = tmp_path / "one-layer"
+    one.mkdir()
+    torch.save({"encoder": "wav2vec2_small", "encoder_kwargs": {"size": "tiny", "num_layers": 1}, "modality": "audio",
+                "state_dict": Wav2Vec2Encoder(size="tiny", num_layers=1).state_dict()}, one / "encoder.pt")
+    third = HuBERT(Wav2Vec2Encoder(size="tiny"), target_dataset=tiny_words.train, targets_from=str(one), num_clusters=8)
+    assert third.targets.layer == 1  # 1 // 2 = 0: at least layer 1
 
 
 def test_hubert_targets_are_computed_in_float32_under_the_trainers_autocast(tiny_words) -> None:  # type: ignore[no-untyped-def]

@@ -109,6 +109,7 @@ def test_reconstruct_of_a_perfect_prediction_is_the_image_and_pastes_only_masked
     with grey (0.5) masked patches and ``pasted`` the image with reconstructed masked patches."""
     mae = _mae(norm_pix_loss=norm_pix_loss)
     images = torch.rand(2, 1, 8, 16, generator=torch.Generator().manual_seed(4))
+    images[0, :, :4, :4] = 0.3  # a flat patch (variance 0): the 1e-6 keeps it finite
     exact = _exact_prediction(mae, images)
     mae.decoder.forward = lambda latent, ids_restore, gh, gw: exact  # type: ignore[method-assign]
     rec = mae.reconstruct(images, seed=5)

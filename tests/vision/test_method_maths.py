@@ -207,6 +207,58 @@ def test_dino_matches_teacher_global_crops_with_the_other_student_crops_and_cent
     torch.testing.assert_close(obj.criterion.center, 0.9 * c0 + 0.1 * torch.cat(teacher).mean(0, keepdim=True))
 
 
+def test_dino_defaults_are_the_papers_and_arguments_are_checked_at_their_bounds() -> None:
+    """Sec. 3 and the reference code: head 2048 hidden, 256 bottleneck, 65,536 prototypes, no
+    batch-norm; student temperature 0.1, teacher 0.04 -> 0.07 over the first 30%, centre momentum
+    0.9, teacher momentum 0.996 -> 1, last layer frozen for the first 1%, teacher evaluated.
+    ``0 <= base <= final <= 1`` and the warm-up fraction in [0, 1] hold with equality."""
+    enc = ViTEncoder(embed_dim=32, depth=1, num_heads=2, patch_size=4, in_channels=1)
+    obj = DINO(enc, FixedViews())
+    shapes = [tuple(m.weight.shape) for m in obj.head.mlp if isinstance(m, nn.Linear)]
+    assert shapes == [(2048, 32), (2048, 2048), (256, 2048)]
+    assert tuple(obj.head.last_layer.weight.shape) == (65536, 256)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in obj.head.modules())
+    assert (obj.criterion.student_temp, obj.criterion.center_momentum) == (0.1, 0.9)
+    assert (obj.warmup_teacher_temp, obj.teacher_temp, obj.warmup_teacher_temp_fraction) == (0.04, 0.07, 0.3)
+    assert (obj.base_momentum, obj.final_momentum, obj.freeze_last_layer_fraction) == (0.996, 1.0, 0.01)
+    assert obj.encoder_for_evaluation() is obj.teacher_backbone
+    small = dict(out_dim=8, hidden_dim=8, bottleneck_dim=8)
+    assert DINO(enc, FixedViews(), evaluate_teacher=False, **small).encoder_for_evaluation() is enc
+    for base, final in [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0), (0.0, 1.0)]:
+        DINO(enc, FixedViews(), base_momentum=base, final_momentum=final, **small)
+    for base, final in [(-0.01, 0.5), (0.6, 0.5), (0.5, 1.01), (-1.0, -0.5)]:
+        with pytest.raises(ValueError, match="momentum"):
+            DINO(enc, FixedViews(), base_momentum=base, final_momentum=final, **small)
+    for fraction in (0.0, 1.0):
+        DINO(enc, FixedViews(), warmup_teacher_temp_fraction=fraction, **small)
+    for fraction in (-0.01, 1.01, -1.0):
+        with pytest.raises(ValueError, match="warmup_teacher_temp_fraction"):
+            DINO(enc, FixedViews(), warmup_teacher_temp_fraction=fraction, **small)
+    with pytest.raises(ValueError, match="multi-crop augmenter"):
+        DINO(enc, None, **small)  # type: ignore[arg-type]
+
+
+def test_dino_schedules_at_their_edges() -> None:
+    """No warm-up (fraction 0) is the final teacher temperature from the first step; the last
+    layer is frozen strictly before ``freeze_last_layer_fraction`` of the run."""
+    obj = _dino()
+    obj.warmup_teacher_temp_fraction = 0.0
+    assert obj.teacher_temperature(0.0) == obj.teacher_temperature(0.5) == 0.07
+    obj.warmup_teacher_temp_fraction = 1.0
+    assert obj.teacher_temperature(0.5) == pytest.approx(0.055) and obj.teacher_temperature(1.0) == 0.07
+    obj.freeze_last_layer_fraction = 0.5
+    assert obj.last_layer_frozen(_step(499, 1001)) and not obj.last_layer_frozen(_step(500, 1001))  # 500 / 1000
+
+
+def test_dino_needs_two_global_crops() -> None:
+    obj = _dino()
+    one = {"views": [torch.rand(2, 1, 16, 16)]}
+    with pytest.raises(ValueError, match="2 global crops"):
+        obj.training_step(one, _step())
+    two = {"views": [torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)]}
+    assert torch.isfinite(obj.training_step(two, _step())["loss"])
+
+
 # --------------------------------------------------------------------------- MAE
 def test_mae_decoder_puts_every_token_back_at_its_own_patch_position() -> None:
     """The reference builds the full sequence by *scattering* the visible tokens to ``ids_keep``
