@@ -383,6 +383,8 @@ def main() -> None:
                     raise SystemExit(f"[mutation] {name}: --survivors-only needs a complete last run of this exact source; "
                                      "run the module in full")
             res = run_module(name, copy, work, args.timeout, env, sock, previous)
+            # read again: other runs (other modules) may have written the file meanwhile
+            merged = json.loads(results_path.read_text()) if results_path.exists() else {}
             res["first_run"] = first_run(merged.get(name), res)
             merged[name] = res
             results_path.write_text(json.dumps(merged, indent=1) + "\n")  # after each module
