@@ -200,6 +200,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's per-image transforms")
     parser.add_argument("--fresh", action="store_true", help="drop rows of earlier runs instead of merging")
+    parser.add_argument("--merge", type=Path, nargs="+", default=[], metavar="JSON",
+                        help="also merge the rows of these table.json files (tables run in parallel, with their own "
+                             "--json); without --only, nothing is trained")
     parser.add_argument("--json", type=Path, default=RESULTS / "table.json")
     parser.add_argument("--md", type=Path, default=RESULTS / "table.md")
     parser.add_argument("--docs", type=Path, default=None, help="also update the table in this Markdown page")
@@ -212,11 +215,15 @@ def main() -> None:
 
     registry = get_registry()
     objectives = [(s.name, s.modality) for s in registry.list("objective")]
-    names = [n for n in args.only.split(",") if n] or [n for n, _ in objectives]
+    names = [n for n in args.only.split(",") if n] or ([] if args.merge else [n for n, _ in objectives])
     unknown = sorted(set(names) - {n for n, _ in objectives})
     if unknown:
         raise SystemExit(f"Unknown objective(s) {unknown}; installed: {[n for n, _ in objectives]}")
     old = [] if args.fresh or not args.json.exists() else json.loads(args.json.read_text())["rows"]
+    for other in args.merge:  # the other file's rows win over this file's older ones
+        theirs = json.loads(other.read_text())["rows"]
+        keys = {(r["method"], r["implementation"].split()[0]) for r in theirs}
+        old = [r for r in old if (r["method"], r["implementation"].split()[0]) not in keys] + theirs
     command = "python benchmarks/bench_table.py" + "".join(f" {a}" for a in sys.argv[1:])
     rows: list[dict[str, Any]] = []
     merged: list[dict[str, Any]] = order(old, objectives)
@@ -226,15 +233,19 @@ def main() -> None:
         print(f"== {name} ({modality})", flush=True)
         row = timed(run_sslkit, name, modality, args.threads, dict(parse_override(x) for x in args.sets))
         cfg = row.pop("cfg")
+        row["command"] = command  # rows merged from several runs each keep the one that made them
         rows.append(row)
         print(markdown([row]), flush=True)
         merged = save(args, old, rows, objectives, command)  # a run stopped later keeps this row
         if args.lightly and modality == "vision" and name in LIGHTLY_METHODS:
             lrow = timed(run_lightly, {**row, "cfg": cfg}, args.threads, args.workers)
+            lrow["command"] = command
             rows.append(lrow)
             print(markdown([lrow]), flush=True)
             merged = save(args, old, rows, objectives, command)
 
+    if not rows:
+        merged = save(args, old, rows, objectives, command)
     print("\n" + markdown(merged))
     behind = [f"{r['method']} ({r['implementation']}) {p['probe']}" for r in merged for p in r["probes"] if not p["ahead"]]
     print("Every probe ahead of random." if not behind else "BEHIND RANDOM: " + "; ".join(behind))

@@ -73,6 +73,25 @@ def test_a_run_stopped_after_a_row_keeps_that_row(tmp_path: Path, run_script, mo
     assert f"| {started[0]} |" in (tmp_path / "t.md").read_text()
 
 
+def _row(method: str, impl: str, knn: float) -> dict:
+    return {"method": method, "implementation": impl, "modality": "vision", "dataset": "fashion_mnist", "epochs": 2,
+            "steps": 78, "total_s": 60.0, "cpu_s": 100.0, "samples_per_s": 90.0, "overrides": {},
+            "probes": [{"probe": "knn_top1", "trained": knn, "random": 0.5, "delta": knn - 0.5, "ahead": knn > 0.5}]}
+
+
+def test_tables_run_in_parallel_are_merged_without_training(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
+    mine, theirs = tmp_path / "t.json", tmp_path / "other.json"
+    mine.write_text(json.dumps({"rows": [_row("simclr", "sslkit", 0.7), _row("dino", "sslkit", 0.6)]}))
+    theirs.write_text(json.dumps({"rows": [_row("simclr", "sslkit", 0.8), _row("simclr", "lightly 1.6.0", 0.75)]}))
+    res = run_script(SCRIPT, "--json", str(mine), "--md", str(tmp_path / "t.md"), "--merge", str(theirs))
+    assert res.code in (None, 0), res.stderr[-2000:]
+    assert "== " not in res.stdout  # nothing trained
+    rows = {(r["method"], r["implementation"]): r for r in json.loads(mine.read_text())["rows"]}
+    assert set(rows) == {("simclr", "sslkit"), ("simclr", "lightly 1.6.0"), ("dino", "sslkit")}
+    assert rows[("simclr", "sslkit")]["probes"][0]["trained"] == 0.8  # the merged file's newer row wins
+    assert "| simclr | lightly 1.6.0 |" in (tmp_path / "t.md").read_text()
+
+
 def test_unknown_method_is_refused(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
     code = run_script(SCRIPT, "--only", "simclrr", "--json", str(tmp_path / "t.json")).code
     assert code not in (None, 0) and "Unknown objective" in str(code)  # SystemExit(message): printed, exit 1
