@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_vision_methods
 
 from ssl_core.config import nest, parse_override  # noqa: E402
 from ssl_core.registry import get_registry  # noqa: E402
-from ssl_core.runner import evaluate_encoder, resolve_config, run_experiment  # noqa: E402
+from ssl_core.runner import (build_data, build_encoder, build_objective, evaluate_encoder,  # noqa: E402
+                             resolve_config, run_experiment)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOT_PROBES = {"embed_std", "embed_std_ratio", "effective_rank"}
@@ -103,7 +104,6 @@ def run_lightly(sslkit_row: dict[str, Any], threads: int, workers: int) -> dict[
     import lightly
 
     from bench_vision_methods import train_lightly
-    from ssl_core.runner import build_data
 
     torch.set_num_threads(threads)
     cfg = sslkit_row["cfg"]
@@ -116,7 +116,7 @@ def run_lightly(sslkit_row: dict[str, Any], threads: int, workers: int) -> dict[
                         lambda enc: evaluate_encoder(enc, data, with_probes))
     return {
         "method": sslkit_row["method"], "implementation": f"lightly {lightly.__version__}", "modality": "vision",
-        "dataset": cfg.dataset, "data": sslkit_row["data"], "encoder": cfg.encoder, "epochs": cfg.train.epochs,
+        "dataset": cfg.dataset, "data": data.description, "encoder": cfg.encoder, "epochs": cfg.train.epochs,
         "steps": None, "batch_size": cfg.train.batch_size, "train_s": res["train_s"],
         "total_s": time.perf_counter() - t0, "samples_per_s": res["samples_per_s"],
         "probes": probes(res["after"], res["before"]), "load_average": os.getloadavg()[0],
@@ -197,6 +197,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated objective names (default: all installed)")
     parser.add_argument("--lightly", action="store_true", help="add lightly builds of the vision methods")
+    parser.add_argument("--lightly-only", action="store_true",
+                        help="only the lightly builds (the sslkit rows come from another run of the same recipes)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for lightly's per-image transforms")
     parser.add_argument("--fresh", action="store_true", help="drop rows of earlier runs instead of merging")
@@ -230,14 +232,25 @@ def main() -> None:
     for name, modality in objectives:
         if name not in names:
             continue
+        sets = dict(parse_override(x) for x in args.sets)
+        if args.lightly_only and (modality != "vision" or name not in LIGHTLY_METHODS):
+            continue
         print(f"== {name} ({modality})", flush=True)
-        row = timed(run_sslkit, name, modality, args.threads, dict(parse_override(x) for x in args.sets))
+        if args.lightly_only:
+            overrides = {"train.progress": False, "train.num_threads": args.threads, **sets}
+            cfg = resolve_config(name, modality, overrides=nest(overrides))
+            data = build_data(cfg)  # completes the config as a run does (augmenter sizes from the data)
+            build_objective(cfg, build_encoder(cfg, data), data)
+            row = {"method": name, "overrides": sets, "cfg": cfg}
+        else:
+            row = timed(run_sslkit, name, modality, args.threads, sets)
         cfg = row.pop("cfg")
-        row["command"] = command  # rows merged from several runs each keep the one that made them
-        rows.append(row)
-        print(markdown([row]), flush=True)
-        merged = save(args, old, rows, objectives, command)  # a run stopped later keeps this row
-        if args.lightly and modality == "vision" and name in LIGHTLY_METHODS:
+        if not args.lightly_only:
+            row["command"] = command  # rows merged from several runs each keep the one that made them
+            rows.append(row)
+            print(markdown([row]), flush=True)
+            merged = save(args, old, rows, objectives, command)  # a run stopped later keeps this row
+        if (args.lightly or args.lightly_only) and modality == "vision" and name in LIGHTLY_METHODS:
             lrow = timed(run_lightly, {**row, "cfg": cfg}, args.threads, args.workers)
             lrow["command"] = command
             rows.append(lrow)

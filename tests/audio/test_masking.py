@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssl_audio.masking import expected_mask_fraction, mask_runs, span_mask
+from ssl_audio.masking import expected_mask_fraction, mask_runs, masked_fraction, span_mask
 
 
 @pytest.mark.parametrize("p,span", [(0.065, 10), (0.08, 10), (0.2, 3)])
@@ -62,3 +62,13 @@ def test_bad_arguments_are_reported():
         span_mask(torch.tensor([10]), 10, p=1.5)
     with pytest.raises(ValueError, match="span"):
         span_mask(torch.tensor([10]), 10, span=0)
+
+
+def test_masked_fraction_counts_valid_frames_and_is_zero_for_an_empty_batch() -> None:
+    valid = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    mask = torch.tensor([[True, False, True, False], [False, False, False, False]])
+    assert masked_fraction(mask, valid).item() == pytest.approx(2 / 4)  # padding is not in the denominator
+    one = torch.tensor([[True, False]])
+    assert masked_fraction(one, one).item() == 1.0  # one valid frame, masked: all of it
+    none = torch.zeros(2, 3, dtype=torch.bool)
+    assert masked_fraction(none, none).item() == 0.0  # a rank with no frames logs 0, not NaN

@@ -36,7 +36,7 @@ from ssl_core.interfaces import Augmenter, Batch, Objective, StepInfo
 from ssl_audio.data import SAMPLE_RATE, pad_collate, padding_mask
 from ssl_audio.encoders import Wav2Vec2Encoder
 from ssl_audio.kmeans import KMeans
-from ssl_audio.masking import span_mask
+from ssl_audio.masking import masked_fraction, span_mask
 from ssl_audio.wav2vec2 import scale_grad
 
 
@@ -286,7 +286,7 @@ class HuBERT(Objective):
         loss = loss_m + self.feature_penalty_weight * feature_pen
         out = {"loss_masked": loss_m.detach(), "feature_pen": feature_pen.detach(),
                "acc_masked": (logits_m.argmax(1) == labels[mask]).float().mean(),
-               "mask_frac": mask.sum() / valid.sum().clamp_min(1)}
+               "mask_frac": masked_fraction(mask, valid)}
         unmasked = valid & ~mask
         if self.unmasked_weight > 0:  # every rank takes this branch (collective inside), even with no frames
             loss_u = D.global_mean_share(

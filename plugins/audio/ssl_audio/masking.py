@@ -23,6 +23,12 @@ from torch import Tensor
 from ssl_core.randomness import keyed_uniform, sample_keys
 
 
+def masked_fraction(mask: Tensor, valid: Tensor) -> Tensor:
+    """Share of the batch's valid frames that are masked (a logged metric); 0, not NaN, for a
+    batch without valid frames (a DDP rank can draw one)."""
+    return mask.sum() / valid.sum().clamp_min(1)
+
+
 def expected_mask_fraction(p: float, span: int) -> float:
     """Probability that a frame far from the edges is masked: ``1 - (1 - p) ** span``."""
     return 1.0 - (1.0 - p) ** span

@@ -32,7 +32,7 @@ from ssl_core.interfaces import Augmenter, Batch, DataModule, Objective, StepInf
 from ssl_core.randomness import keyed_uniform, sample_keys
 from ssl_audio.data import padding_mask
 from ssl_audio.encoders import Wav2Vec2Encoder
-from ssl_audio.masking import span_mask
+from ssl_audio.masking import masked_fraction, span_mask
 from ssl_audio.quantizer import GumbelVectorQuantizer, annealed_temperature
 
 
@@ -184,7 +184,7 @@ class Wav2Vec2(Objective):
             "loss_diversity": qout.diversity_loss.detach(), "feature_pen": feature_pen.detach(),
             "code_ppl": qout.code_perplexity, "prob_ppl": qout.prob_perplexity,
             "gumbel_temp": torch.tensor(tau), "acc": acc,
-            "mask_frac": mask.sum() / valid.sum().clamp_min(1),
+            "mask_frac": masked_fraction(mask, valid),
         }
 
     @torch.no_grad()
