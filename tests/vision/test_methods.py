@@ -31,7 +31,8 @@ SHORT_RUNS: dict[str, dict[str, Any]] = {
     "dino": {"encoder_kwargs": SMALL_VIT, "train.steps": 40, "train.lr": 2e-3, "augmenter_kwargs.n_local": 2,
              "objective_kwargs": {"out_dim": 1024, "hidden_dim": 256, "bottleneck_dim": 64,
                                   "evaluate_teacher": False}},
-    "mae": {"encoder_kwargs": SMALL_VIT, "train.steps": 60,
+    # the recipe's probes read the mean of the patch tokens: 60 steps give +0.020 there (+0.047 at 120)
+    "mae": {"encoder_kwargs": SMALL_VIT, "train.steps": 120,
             "objective_kwargs": {"decoder_dim": 64, "decoder_depth": 1, "decoder_heads": 2}},
 }
 
