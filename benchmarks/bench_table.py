@@ -223,16 +223,14 @@ def main() -> None:
         raise SystemExit(f"Unknown objective(s) {unknown}; installed: {[n for n, _ in objectives]}")
     old = [] if args.fresh or not args.json.exists() else json.loads(args.json.read_text())["rows"]
     for other in args.merge:  # the other file's rows win over this file's older ones
-        theirs = json.loads(other.read_text())["rows"]
-        keys = {(r["method"], r["implementation"].split()[0]) for r in theirs}
-        old = [r for r in old if (r["method"], r["implementation"].split()[0]) not in keys] + theirs
+        old = overlay(old, json.loads(other.read_text())["rows"])
     command = "python benchmarks/bench_table.py" + "".join(f" {a}" for a in sys.argv[1:])
+    sets = dict(parse_override(x) for x in args.sets)
     rows: list[dict[str, Any]] = []
     merged: list[dict[str, Any]] = order(old, objectives)
     for name, modality in objectives:
         if name not in names:
             continue
-        sets = dict(parse_override(x) for x in args.sets)
         if args.lightly_only and (modality != "vision" or name not in LIGHTLY_METHODS):
             continue
         print(f"== {name} ({modality})", flush=True)
@@ -265,6 +263,16 @@ def main() -> None:
     print(f"wrote {args.json} and {args.md}" + "".join(f" and {p}" for p in (args.docs, args.readme) if p))
 
 
+def overlay(rows: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with every row that ``newer`` measures again (same method and implementation,
+    whatever the version) replaced by ``newer``'s."""
+    def key(r: dict[str, Any]) -> tuple[str, str]:
+        return r["method"], r["implementation"].split()[0]
+
+    again = {key(r) for r in newer}
+    return [r for r in rows if key(r) not in again] + newer
+
+
 def timed(fn: Any, *args: Any) -> dict[str, Any]:
     """``fn(*args)``'s row with the CPU seconds it took (this process and its finished children,
     e.g. DataLoader workers): unlike wall time, that does not grow with other programs' load."""
@@ -282,8 +290,7 @@ def save(args: argparse.Namespace, old: list[dict[str, Any]], rows: list[dict[st
          objectives: list[tuple[str, str]], command: str) -> list[dict[str, Any]]:
     """Merge this run's rows over the earlier ones (by method and implementation) and write the
     JSON, the Markdown and (with --docs) the docs page; returns the merged rows."""
-    done = {(r["method"], r["implementation"].split()[0]) for r in rows}
-    merged = order([r for r in old if (r["method"], r["implementation"].split()[0]) not in done] + rows, objectives)
+    merged = order(overlay(old, rows), objectives)
     result = {
         "benchmark": "bench_table",
         "description": "every objective at its default budget on its built-in data; probes trained vs a randomly "
