@@ -73,7 +73,10 @@ class TrainConfig:
     num_threads: int | None = None
     """CPU threads for torch ops (``None``: torch's default). 1 is often faster on busy shared CPUs."""
     compile: bool = False
-    """Wrap the training step in ``torch.compile``."""
+    """Wrap the training step in ``torch.compile`` (the model, heads and loss; augmentation stays eager)."""
+    memory_format: str = "auto"
+    """``auto`` (channels-last for encoders that declare it pays, ``Encoder.channels_last``: the
+    ResNets), ``channels_last`` or ``contiguous``."""
     sync_batchnorm: bool = True
     """On several processes, normalise BatchNorm layers with the statistics of the global batch
     (SyncBatchNorm on CUDA, ``ssl_core.batchnorm.GlobalBatchNorm`` elsewhere), so the result
@@ -288,6 +291,7 @@ def validate_choices(cfg: RunConfig) -> None:
         ("train.precision", t.precision, {"auto", "fp32", "bf16", "fp16"}),
         ("train.nan_policy", t.nan_policy, {"skip", "stop"}),
         ("train.strategy", t.strategy, {"auto", "ddp", "fsdp"}),
+        ("train.memory_format", t.memory_format, {"auto", "channels_last", "contiguous"}),
     ]
     for path, value, allowed in checks:
         if value not in allowed:

@@ -21,6 +21,17 @@ from typing import Any, Callable
 
 import torch
 
+def reads_are_free(device: torch.device) -> bool:
+    """Whether reading a value on ``device`` back to the host costs nothing but the read itself.
+
+    True on a CPU, where a tensor's value is already in host memory and nothing runs ahead of the
+    host. Code that can pick a faster kernel by looking at the data (is there padding? an end of
+    document?) looks only where this is true, and elsewhere takes the path that is right for any
+    data without looking. Tests monkeypatch it to run the accelerator path on a CPU.
+    """
+    return device.type == "cpu"
+
+
 _READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
 
 

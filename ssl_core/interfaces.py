@@ -78,6 +78,10 @@ class Encoder(nn.Module, abc.ABC):
     """Set to True when bf16 autocast was measured faster than fp32 for this encoder family on a
     CPU with native bf16 (avx512_bf16/AMX), at the same final accuracy within the run-to-run
     spread: ``precision: auto`` then picks bf16 on such CPUs. Never on CPUs that only emulate it."""
+    channels_last: bool = False
+    """Set to True when this encoder's convolutions were measured faster on channels-last (NHWC)
+    data: ``train.memory_format: auto`` then stores the objective's 4-d weights channels-last, and
+    the convolutions carry that layout through the network."""
 
     @abc.abstractmethod
     def forward(self, x: Any) -> Tensor:
@@ -99,9 +103,12 @@ class Augmenter(abc.ABC):
     the ``generator`` it is given (never from global state), so a run is reproducible and a
     resumed run sees exactly the views an uninterrupted one would.
 
-    Augmentation runs outside autocast: a subclass's ``__call__`` is wrapped so that, inside the
-    trainer's bf16/fp16 autocast, its convolutions (blur) and matrix products (colour) still run
-    in the precision of the input (a transform of the training data, not part of the model).
+    Augmentation runs outside autocast and outside ``torch.compile``: a subclass's ``__call__`` is
+    wrapped so that, inside the trainer's bf16/fp16 autocast, its convolutions (blur) and matrix
+    products (colour) still run in the precision of the input (a transform of the training data,
+    not part of the model), and so that ``train.compile`` compiles the model and its heads but runs
+    the augmentation eagerly (its per-sample generator draws would otherwise break the graph many
+    times a step; compiled, the step has one break, at this call).
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -116,7 +123,8 @@ class Augmenter(abc.ABC):
 
 
 def outside_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn`` so it runs with autocast turned off (on CPU and CUDA) when it is on."""
+    """Wrap ``fn`` so it runs with autocast turned off (on CPU and CUDA) when it is on, and is
+    never traced by ``torch.compile`` (it runs eagerly inside a compiled step)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -128,6 +136,7 @@ def outside_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
                 stack.enter_context(torch.autocast(device_type=d, enabled=False))
             return fn(*args, **kwargs)
 
+    wrapper = torch.compiler.disable(wrapper, recursive=True)
     wrapper.__outside_autocast__ = True  # type: ignore[attr-defined]
     return wrapper
 

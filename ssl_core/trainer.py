@@ -118,6 +118,16 @@ def resolve_precision(name: str, device: torch.device, cpu_bf16: bool = False) -
     raise ConfigError(f"Unknown train.precision '{name}'; choose auto, fp32, bf16 or fp16.")
 
 
+def resolve_channels_last(name: str, encoder: torch.nn.Module) -> bool:
+    """Whether ``train.memory_format`` ``name`` stores 4-d weights channels-last for ``encoder``:
+    ``auto`` follows the encoder's measured preference (:attr:`ssl_core.interfaces.Encoder.channels_last`)."""
+    if name == "auto":
+        return bool(getattr(encoder, "channels_last", False))
+    if name in ("channels_last", "contiguous"):
+        return name == "channels_last"
+    raise ConfigError(f"Unknown train.memory_format '{name}'; choose auto, channels_last or contiguous.")
+
+
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     """The seed of one step's random draws: ``rank=0`` for the step's generator (shared by all
     ranks), the process's rank for the global RNG (dropout differs between ranks)."""
@@ -244,6 +254,14 @@ class Trainer:
         self.loggers = loggers
         self.amp_dtype = resolve_precision(config.precision, self.device,
                                            cpu_bf16=bool(getattr(objective.encoder, "cpu_bf16", False)))
+        # FSDP shards only contiguous parameters: auto keeps the default layout there
+        sharded = self.strategy.name == "fsdp"
+        if sharded and config.memory_format == "channels_last":
+            raise ConfigError("train.memory_format channels_last cannot be combined with FSDP (train.strategy fsdp), "
+                              "which shards only contiguous parameters. Use memory_format auto or contiguous.")
+        self.channels_last = resolve_channels_last(config.memory_format, objective.encoder) and not sharded
+        if self.channels_last:  # before the strategy moves, wraps or shards the parameters
+            objective.to(memory_format=torch.channels_last)
         if config.batch_size % (config.grad_accum * self.world_size):
             raise ConfigError(
                 f"train.batch_size ({config.batch_size}) is the global batch and must be divisible by "

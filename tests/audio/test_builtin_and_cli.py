@@ -101,3 +101,14 @@ def test_cli_hubert_two_iterations_on_a_user_folder(speech_folder, tmp_path, mon
 def test_a_single_voice_cannot_be_split_and_says_so(tmp_path):
     with pytest.raises(DataError, match="at least two voices"):
         spoken_words(cache_dir=str(tmp_path), words=["a", "b"], accents=["en-us"], variants=["m1"])
+
+
+def test_words_that_yaml_read_as_booleans_or_repeats_are_refused_with_the_fix(tmp_path):
+    # `--set dataset_kwargs.words=[yes,no]` arrives as [True, False]: say so before eSpeak fails on it
+    with pytest.raises(DataError, match=r"quote them.*\[True, False\]|\[True, False\].*quote them"):
+        spoken_words(cache_dir=str(tmp_path), words=[True, False])
+    with pytest.raises(DataError, match="non-empty strings"):
+        spoken_words(cache_dir=str(tmp_path), words=["up", " "])
+    with pytest.raises(DataError, match="twice"):
+        spoken_words(cache_dir=str(tmp_path), words=["up", "down", "up"])
+    assert not any(tmp_path.iterdir())  # refused before anything was generated

@@ -63,6 +63,33 @@ def test_padding_does_not_change_real_tokens() -> None:
         assert torch.allclose(ea, short, atol=1e-5)  # trimming padding columns changes nothing
 
 
+def test_the_path_that_does_not_read_masks_computes_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an accelerator the model builds its masks without looking at the data (no host read);
+    that path must give what the CPU path, which skips masks that change nothing, gives."""
+    import ssl_text.model
+
+    gpt, bert = _models()
+    ids = torch.randint(5, V, (3, 16), generator=torch.Generator().manual_seed(4))
+    with_eos = ids.clone()
+    with_eos[:, 7] = gpt.eos_id
+    full = torch.ones_like(ids)
+    padded = full.clone()
+    padded[1, 11:] = 0
+    only_special = torch.full_like(ids, gpt.eos_id)  # pooling falls back to every real token
+    cases = [(ids, None), (ids, full), (ids, padded), (with_eos, full), (with_eos, padded), (only_special, padded)]
+    looked = [[(_logits(m, i, a), m.embed({"input_ids": i, "attention_mask": a} if a is not None else {"input_ids": i}))
+               for i, a in cases] for m in (gpt, bert)]
+    monkeypatch.setattr(ssl_text.model, "reads_are_free", lambda device: False)
+    for m, expected in zip((gpt, bert), looked):
+        for (i, a), (logits, emb) in zip(cases, expected):
+            mask, _ = m.attention_mask(i, a)
+            if a is not None or m.causal and m.doc_mask:
+                assert mask is not None  # built without looking
+            got = m.embed({"input_ids": i, "attention_mask": a} if a is not None else {"input_ids": i})
+            assert torch.allclose(_logits(m, i, a), logits, atol=1e-5)
+            assert torch.allclose(got, emb, atol=1e-5)
+
+
 def test_sampling_is_seeded_and_only_causal_models_generate() -> None:
     gpt, bert = _models()
     prompt = torch.tensor([[1, 50, 60]])

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_core.host_sync import reads_are_free
 from ssl_core.interfaces import Batch, Encoder
 from ssl_audio.data import padding_mask
 
@@ -191,7 +192,8 @@ class Wav2Vec2Encoder(Encoder):
     def attention_mask(frames: Tensor, max_len: int, dtype: torch.dtype) -> Tensor | None:
         """Additive attention mask ``[B, 1, T, T]`` that hides padded frames (``None`` if none)."""
         pad = padding_mask(frames, max_len)
-        if not bool(pad.any()):
+        # skipping an all-zero mask needs a read of the data: only where it is free (a CPU)
+        if reads_are_free(pad.device) and not bool(pad.any()):
             return None
         mask = -10000.0 * pad[:, None, None, :].to(dtype)
         return mask.expand(frames.shape[0], 1, max_len, max_len)

@@ -28,11 +28,12 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssl_core import distributed as D
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.interfaces import Augmenter, Batch, Objective, StepInfo
+from ssl_core.rundir import launched_rank
 from ssl_audio.data import SAMPLE_RATE, pad_collate, padding_mask
 from ssl_audio.encoders import Wav2Vec2Encoder
 from ssl_audio.kmeans import KMeans
@@ -96,6 +97,11 @@ class MFCCTargets(nn.Module):
         self.features = MFCCFeatures()
         self.kmeans = kmeans
 
+    @property
+    def feature_dim(self) -> int:
+        """Size of a frame feature: 13 coefficients + deltas + delta-deltas."""
+        return 3 * self.features.mfcc.n_mfcc
+
     def frame_features(self, waveform: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.features(waveform, lengths)
 
@@ -117,6 +123,11 @@ class LayerTargets(nn.Module):
         self.teacher.eval()
         self.kmeans = kmeans
 
+    @property
+    def feature_dim(self) -> int:
+        """Size of a frame feature: the teacher's width."""
+        return self.teacher.embed_dim
+
     def train(self, mode: bool = True) -> "LayerTargets":
         super().train(mode)
         self.teacher.eval()  # the teacher is frozen: no dropout, ever
@@ -137,21 +148,31 @@ class LayerTargets(nn.Module):
 @torch.no_grad()
 def collect_frames(targets: nn.Module, dataset: Dataset, collate: Any = None, max_frames: int = 100_000,
                    batch_size: int = 32, seed: int = 0) -> Tensor:
-    """Valid frame features ``[N, D]`` of ``targets.frame_features`` over ``dataset`` (at most
-    ``max_frames``, a seeded random subset when there are more)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate or pad_collate)
-    chunks: list[Tensor] = []
-    for batch in loader:
-        feats, frames = targets.frame_features(batch["waveform"], batch.get("lengths"))
-        valid = ~padding_mask(frames, feats.shape[1])
-        chunks.append(feats[valid].float())
-    if not chunks:
+    """Valid frame features ``[N, D]`` of ``targets.frame_features`` over ``dataset``: at most
+    ``max_frames``, read clip by clip in a seeded random order until that many are in hand.
+
+    Reading stops there, so the cost (time and memory) is bounded by ``max_frames``, not by the
+    size of the training set: on a large corpus only a seeded random sample of its clips is read.
+    When every clip fits, the frames come back in dataset order (whatever the seed).
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
         raise DataError("The training data is empty: k-means for HuBERT targets has nothing to fit.")
-    x = torch.cat(chunks)
-    if x.shape[0] > max_frames:
-        g = torch.Generator().manual_seed(seed)
-        x = x[torch.randperm(x.shape[0], generator=g)[:max_frames]]
-    return x
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    loader = DataLoader(Subset(dataset, order), batch_size=batch_size, shuffle=False,
+                        collate_fn=collate or pad_collate)
+    per_clip: dict[int, Tensor] = {}
+    have = 0
+    for b, batch in enumerate(loader):
+        feats, frames = targets.frame_features(batch["waveform"], batch.get("lengths"))
+        for i, count in enumerate(frames.tolist()):  # set-up, not the training step: reads are fine
+            per_clip[order[b * batch_size + i]] = feats[i, :count].float()
+            have += count
+        if have >= max_frames:
+            break
+    if len(per_clip) == n and have <= max_frames:  # all of it: keep the dataset's order
+        return torch.cat([per_clip[i] for i in range(n)])
+    return torch.cat(list(per_clip.values()))[:max_frames]
 
 
 def load_teacher(run_dir: str | Path) -> Wav2Vec2Encoder:
@@ -248,8 +269,16 @@ class HuBERT(Objective):
             targets = MFCCTargets(KMeans(torch.zeros(1, 39)))
             k = num_clusters or 100
             self.target_source = "MFCC"
-        frames = collect_frames(targets, dataset, collate, kmeans_max_frames, seed=seed)
-        targets.kmeans = KMeans.fit(frames, k, kmeans_iters, seed)
+        # k-means is fitted once, by rank 0 (launched_rank, known before the process group
+        # exists); the other ranks hold placeholders that rank 0's centroids overwrite at the first
+        # training step (see _receive_targets), so every rank trains on the same targets and
+        # none repeats the fit
+        self._targets_pending = D.env_world_size() > 1
+        if launched_rank() == 0:
+            frames = collect_frames(targets, dataset, collate, kmeans_max_frames, seed=seed)
+            targets.kmeans = KMeans.fit(frames, k, kmeans_iters, seed)
+        else:
+            targets.kmeans = KMeans(torch.zeros(k, targets.feature_dim))
         self.targets = targets
         self.num_clusters = k
         self.mask_embedding = nn.Parameter(torch.rand(encoder.embed_dim))
@@ -261,7 +290,25 @@ class HuBERT(Objective):
         proj = self.final_proj(x).float()
         return F.normalize(proj, dim=-1) @ F.normalize(self.label_embeddings.float(), dim=-1).T / self.logit_temp
 
+    def _receive_targets(self) -> None:
+        """Copy rank 0's k-means (centroids, mean, std) to every rank: one broadcast, at the first
+        step (a collective: every rank of a launch reaches it at the same point)."""
+        if not D.is_distributed():
+            if launched_rank() != 0:
+                raise RuntimeError(
+                    f"HuBERT on rank {launched_rank()} has no k-means targets: rank 0 fits them and sends them "
+                    "when training starts, which needs the process group. Train through the Trainer (ssl run), "
+                    "or build the objective after torch.distributed.init_process_group.")
+        else:
+            import torch.distributed as dist
+
+            for buf in self.targets.kmeans.buffers():
+                dist.broadcast(buf, src=0)
+        self._targets_pending = False
+
     def training_step(self, batch: Batch, step: StepInfo) -> dict[str, Tensor]:
+        if self._targets_pending:
+            self._receive_targets()
         if self.augmenter is not None:
             batch = self.augmenter(batch, step.generator)
         wave, lengths = batch["waveform"], batch.get("lengths")
@@ -281,16 +328,19 @@ class HuBERT(Objective):
         mask = span_mask(frames, t, self.mask_prob, self.mask_length, self.min_masks, step.generator)
         x = torch.where(mask[..., None], self.mask_embedding.to(x.dtype), x)
         context = enc.contextualize(x, frames)
-        logits_m = self.logits(context[mask])
-        loss_m = D.global_mean_share(F.cross_entropy(logits_m, labels[mask], reduction="sum"), mask.sum())
+        # every frame is scored and the masks weight the sums: selecting the masked frames
+        # (context[mask]) would give a data-dependent shape, which makes the host wait for the device
+        logits = self.logits(context)  # [B, T, K]
+        ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+        loss_m = D.global_mean_share((ce * mask).sum(), mask.sum())
         loss = loss_m + self.feature_penalty_weight * feature_pen
+        hits = (logits.argmax(-1) == labels) & mask
         out = {"loss_masked": loss_m.detach(), "feature_pen": feature_pen.detach(),
-               "acc_masked": (logits_m.argmax(1) == labels[mask]).float().mean(),
+               "acc_masked": hits.sum() / mask.sum(),  # NaN when nothing is masked, as a mean of nothing
                "mask_frac": masked_fraction(mask, valid)}
         unmasked = valid & ~mask
         if self.unmasked_weight > 0:  # every rank takes this branch (collective inside), even with no frames
-            loss_u = D.global_mean_share(
-                F.cross_entropy(self.logits(context[unmasked]), labels[unmasked], reduction="sum"), unmasked.sum())
+            loss_u = D.global_mean_share((ce * unmasked).sum(), unmasked.sum())
             loss = loss + self.unmasked_weight * loss_u
             out["loss_unmasked"] = loss_u.detach()
         out["loss"] = loss

@@ -11,7 +11,7 @@ AUDIO_FOLDER = Accepts(AUDIO_SUFFIXES, files=False, layout="one sub-folder per c
 EVALUATORS = ["knn", "linear_probe", "few_shot", "health"]
 EVAL_KWARGS = {"knn": {"batch_size": 64}, "linear_probe": {"batch_size": 64}, "few_shot": {"batch_size": 64},
                "health": {"batch_size": 64, "max_samples": 256}}
-# CPU defaults: the ~1.9 M-parameter 'small' network on 1 s crops of the built-in spoken digits
+# CPU defaults: the ~1.9 M-parameter 'small' network on 1 s crops of the built-in spoken words
 # (AdamW with betas 0.9/0.98, 8% warm-up and weight decay 0.01 as in both papers). Utterance
 # embeddings average the mean-pooled output of every Transformer layer (as SUPERB's layer
 # weighting does, uniformly): the top layers specialise in the pre-training task.
@@ -43,7 +43,8 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def register_datasets(register):  # type: ignore[no-untyped-def]
     register("spoken_words", "ssl_audio.data:spoken_words", modality="audio", builtin=True,
-             summary="Spoken digits by eSpeak NG, 24 voices x 3 rates x 2 pitches (1,440 clips), made offline",
+             summary="Speech Commands' 20 core words spoken by eSpeak NG, 24 voices x 3 rates x 2 pitches "
+                     "(2,880 clips), made offline",
              reader=("audiofolder", "hf_audio"))
     register("audiofolder", "ssl_audio.data:audio_folder", modality="audio",
              summary="Folder of wav/flac (any rate, mono/stereo); class sub-folders give labels", accepts=AUDIO_FOLDER)

@@ -93,7 +93,7 @@ class GumbelVectorQuantizer(nn.Module):
             onehot = F.one_hot(codes, self.entries).to(logits.dtype)
         q = torch.einsum("ngv,gvd->ngd", onehot.to(self.codebook.dtype), self.codebook).reshape(z.shape[0], self.dim)
         # the batch-averaged softmax over the global batch (every rank's frames)
-        count = torch.tensor(float(z.shape[0]), device=logits.device)
+        count = logits.new_full((), float(z.shape[0]))  # a fill on the device, not a blocking copy
         avg_probs = D.all_reduce_with_grad(F.softmax(logits, dim=-1).sum(0)) / D.all_reduce_with_grad(count).clamp_min(1)
         prob_ppl = perplexity(avg_probs)
         hist = F.one_hot(codes, self.entries).float().mean(0)

@@ -69,7 +69,9 @@ def register_objectives(register):  # type: ignore[no-untyped-def]
             "encoder_kwargs": {"model": "sslkit-clip-tiny"},
             "augmenter": "clip_crop",
             "dataset": "fashion_captions",
-            "train": {"epochs": 30, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.1,
+            # 10 epochs = 780 steps, ~5 CPU minutes with both evaluations; 30 epochs improve
+            # retrieval (i2t R@10 0.40 -> 0.58) for 3x the time (docs/clip.md)
+            "train": {"epochs": 10, "batch_size": 128, "lr": 3e-3, "weight_decay": 0.1,
                       "betas": [0.9, 0.98], "warmup_fraction": 0.1, "optimizer": "adamw"},
             "evaluators": ["clip_zero_shot", "clip_retrieval", "knn", "linear_probe", "health"],
         },

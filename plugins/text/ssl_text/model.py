@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.interfaces import Batch, Encoder
+from ssl_core.host_sync import reads_are_free
 
 
 class RotaryEmbedding(nn.Module):
@@ -162,12 +163,17 @@ class TextTransformer(Encoder):
     def attention_mask(self, input_ids: Tensor, attention_mask: Tensor | None) -> tuple[Tensor | None, bool]:
         """The boolean SDPA mask [B, 1, T, T] (True = may attend), or (None, is_causal)."""
         b, t = input_ids.shape
-        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        # Skipping a mask that changes nothing picks the fused kernels, but finding out means reading
+        # the data: only where that read is free (a CPU). On an accelerator the mask is always
+        # built, which gives the same result (an all-True mask, or one document per row) without
+        # making the host wait for the device.
+        look = reads_are_free(input_ids.device)
+        valid = None if attention_mask is None or (look and bool(attention_mask.all())) else attention_mask.bool()
         if not self.causal:
             if valid is None:
                 return None, False
             return valid[:, None, None, :].expand(b, 1, t, t), False
-        use_docs = self.doc_mask and bool((input_ids[:, 1:] == self.eos_id).any())
+        use_docs = self.doc_mask and (not look or bool((input_ids[:, 1:] == self.eos_id).any()))
         if valid is None and not use_docs:
             return None, True  # the fused causal kernel
         idx = torch.arange(t, device=input_ids.device)
@@ -202,9 +208,8 @@ class TextTransformer(Encoder):
         if attention_mask is not None:
             keep = keep & attention_mask.bool()
         empty = ~keep.any(1, keepdim=True)  # a sample of only special tokens: use all real ones
-        if bool(empty.any()):
-            real = attention_mask.bool() if attention_mask is not None else torch.ones_like(keep)
-            keep = torch.where(empty, real, keep)
+        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(keep)
+        keep = torch.where(empty, real, keep)  # no host read of ``empty``: where() is cheap
         w = keep.to(features.dtype).unsqueeze(-1)
         return (features * w).sum(1) / w.sum(1).clamp_min(1.0)
 
