@@ -6,7 +6,7 @@ is changed at a time:
 
 - batch size (every method): x1/4, x1/2, x1 the recipe's batch;
 - threads (every method): 1 and 2 torch threads, at the recipe's batch;
-- image size (SimCLR): augmented views of 28, 56 and 112 px from the same 28 px images;
+- image size (SimCLR): augmented views of 28, 42 and 56 px from the same 28 px images;
 - data source (SimCLR): the in-memory built-in set vs the same 10,000 images as PNGs in
   WebDataset ``.tar`` shards streamed from disk (``webdataset_stream``), with 0 and 2
   DataLoader workers that decode them.
@@ -93,7 +93,7 @@ def points(method: str, recipe_batch: int, shards: str | None, threads: int) -> 
            for b in sorted({max(2, recipe_batch // 4), max(2, recipe_batch // 2), recipe_batch})]
     out += [("threads", str(t), {}, t) for t in (1, 2) if t != threads]
     if method == "simclr":
-        out += [("image px", str(px), {"augmenter_kwargs": {"image_size": px}}, threads) for px in (56, 112)]
+        out += [("image px", str(px), {"augmenter_kwargs": {"image_size": px}}, threads) for px in (42, 56)]
         if shards:
             for w in (0, 2):
                 out.append(("data", f"streamed shards, {w} workers",
