@@ -107,8 +107,8 @@ class Augmenter(abc.ABC):
     wrapped so that, inside the trainer's bf16/fp16 autocast, its convolutions (blur) and matrix
     products (colour) still run in the precision of the input (a transform of the training data,
     not part of the model), and so that ``train.compile`` compiles the model and its heads but runs
-    the augmentation eagerly (its per-sample generator draws would otherwise break the graph many
-    times a step; compiled, the step has one break, at this call).
+    the augmentation eagerly (its per-sample generator draws would otherwise break SimCLR's graph
+    9 times a step; with the wrapper the model, heads and loss compile into one graph).
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

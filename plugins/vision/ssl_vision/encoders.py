@@ -52,8 +52,9 @@ class ResNetEncoder(Encoder):
 
     modality = "vision"
     input_key = "image"
-    # measured: resnet_small SimCLR at 28 px, batch 256, 1.32x faster steps on a 2-core CPU
-    # (benchmarks/bench_compile.py); NHWC is also the layout GPU tensor cores prefer
+    # measured: resnet_small SimCLR at 28 px, batch 256, steps 1.16x faster at two threads and
+    # 1.20-1.32x at one on a 2-core CPU (benchmarks/bench_compile.py); NHWC is also the layout
+    # GPU tensor cores prefer
     channels_last = True
 
     def __init__(
