@@ -137,7 +137,7 @@ def main() -> None:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "child"},
                                                       "rows": rows}, indent=1))
-    print(f"\n| method | varied | value | threads | batch | samples/s | step s | peak MB (training) |")
+    print("\n| method | varied | value | threads | batch | samples/s | step s | peak MB (training) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['axis']} | {r['value']} | {r['threads']} | {r['batch_size']} | "

@@ -41,6 +41,7 @@ those a one-process run draws. Draws from the global RNG (dropout) stay differen
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import time
@@ -126,6 +127,26 @@ def resolve_channels_last(name: str, encoder: torch.nn.Module) -> bool:
     if name in ("channels_last", "contiguous"):
         return name == "channels_last"
     raise ConfigError(f"Unknown train.memory_format '{name}'; choose auto, channels_last or contiguous.")
+
+
+def thinned_probe_data(data: DataModule, max_samples: int | None) -> DataModule:
+    """``data`` with each labelled split thinned to at most ``max_samples`` evenly spaced items
+    (every class keeps its share when a split is ordered by class); unchanged for ``None`` or
+    splits that are small enough or have no length."""
+    if not max_samples:
+        return data
+
+    def thin(ds: Any) -> Any:
+        try:
+            n = len(ds)
+        except TypeError:
+            return ds
+        if n <= max_samples:
+            return ds
+        idx = torch.linspace(0, n - 1, max_samples).round().long().unique().tolist()
+        return torch.utils.data.Subset(ds, idx)
+
+    return dataclasses.replace(data, eval_train=thin(data.eval_train), eval_test=thin(data.eval_test))
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -319,6 +340,7 @@ class Trainer:
         self._saved_step: int | None = None  # step of the last checkpoint written or loaded
         self._health = HealthEvaluator(max_samples=256)
         self._probe = KNNEvaluator()
+        self._probe_data: DataModule | None = None  # the labelled splits thinned to cfg.probe_samples
 
     @property
     def fsdp(self) -> torch.nn.Module | None:
@@ -635,7 +657,9 @@ class Trainer:
         if cfg.health_every and (self._due(cfg.health_every) or done):
             out.update({f"health/{k}": v for k, v in self._health.evaluate(encoder, self.data).items()})
         if cfg.probe_every and self.data.eval_train is not None and (self._due(cfg.probe_every) or done):
-            out.update({f"probe/{k}": v for k, v in self._probe.evaluate(encoder, self.data).items()})
+            if self._probe_data is None:
+                self._probe_data = thinned_probe_data(self.data, cfg.probe_samples)
+            out.update({f"probe/{k}": v for k, v in self._probe.evaluate(encoder, self._probe_data).items()})
         return out
 
     def _train_step(

@@ -150,3 +150,22 @@ def test_default_runs_probe_a_few_times_during_training(tmp_path: Path) -> None:
              if "probe/knn_top1" in line]
     assert steps == [5, 10, 15, 20]
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["train"]["probe_every"] == 5
+
+
+def test_the_in_training_probe_reads_evenly_spaced_subsets_and_the_final_one_all() -> None:
+    """``train.probe_samples`` thins the labelled splits for the learning-curve probe (every class
+    keeps its share of a class-ordered split); ``None`` and small splits are left whole."""
+    import torch
+
+    from ssl_core.data import TensorDictDataset
+    from ssl_core.interfaces import DataModule
+    from ssl_core.trainer import thinned_probe_data
+
+    labels = torch.arange(10).repeat_interleave(100)  # ordered by class
+    split = TensorDictDataset(image=torch.zeros(1000, 1), label=labels)
+    data = DataModule(train=split, eval_train=split, eval_test=TensorDictDataset(image=torch.zeros(50, 1), label=labels[:50]))
+    thin = thinned_probe_data(data, 200)
+    assert len(thin.eval_train) == 200 and len(thin.eval_test) == 50  # the small split is kept whole
+    kept = torch.stack([thin.eval_train[i]["label"] for i in range(200)])
+    assert torch.equal(torch.bincount(kept, minlength=10), torch.full((10,), 20))
+    assert thinned_probe_data(data, None) is data and data.eval_train is split  # the original is untouched
