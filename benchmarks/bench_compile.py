@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from step_timer import StepTimer  # noqa: E402
+
 VARIANTS = ("contiguous", "channels_last", "compile")
 
 
@@ -54,11 +57,10 @@ def child(method: str, variant: str, steps: int, threads: int) -> dict:
     encoder = build_encoder(cfg, data)
     objective = build_objective(cfg, encoder, data)
     trainer = Trainer(objective, data, cfg.train)
-    marks: list[float] = []
-    trainer.callbacks.append(lambda rec: marks.append(time.perf_counter()))
-    t0 = time.perf_counter()
+    timer = StepTimer(trainer.device)  # log_every=1: one call per step
+    trainer.callbacks.append(timer)
     result = trainer.fit()
-    times = [b - a for a, b in zip([t0] + marks[:-1], marks)]
+    times = timer.times
     return {"variant": variant, "step_s": times, "first_s": times[0], "steady_s": statistics.median(times[2:]),
             "final_loss": getattr(result, "final_loss", None),
             "planned_steps": planned, "batch_size": cfg.train.batch_size, "data": cfg.dataset}

@@ -29,8 +29,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from step_timer import StepTimer  # noqa: E402
 
 METHODS = {"simclr": "vision", "mlm": "text", "wav2vec2": "audio", "clip": "image_text"}
 
@@ -51,13 +53,11 @@ def child(method: str, overrides: dict, steps: int, threads: int) -> dict:
     torch.manual_seed(0)
     objective = build_objective(cfg, build_encoder(cfg, data), data)
     trainer = Trainer(objective, data, cfg.train)
-    marks: list[float] = []
-    trainer.callbacks.append(lambda rec: marks.append(time.perf_counter()))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    timer = StepTimer(trainer.device)  # log_every=1: one call per step
+    trainer.callbacks.append(timer)
     trainer.fit()
-    times = [b - a for a, b in zip([t0] + marks[:-1], marks)]
-    step_s = statistics.median(times[2:])
+    step_s = statistics.median(timer.times[2:])
     return {"batch_size": cfg.train.batch_size, "step_s": step_s, "samples_per_s": cfg.train.batch_size / step_s,
             "peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
             "rss_before_mb": rss_before / 1024, "dataset": cfg.dataset}

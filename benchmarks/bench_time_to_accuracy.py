@@ -198,14 +198,11 @@ def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.T
             "workers": args.lightly_workers}
 
 
-def first_reaching(points: list[dict[str, float]], target: float) -> float | None:
-    return next((p["train_s"] for p in points if p["knn"] >= target), None)
-
-
-def first_reaching_smoothed(points: list[dict[str, float]], target: float, window: int) -> float | None:
+def first_reaching(points: list[dict[str, float]], target: float, window: int = 1) -> float | None:
     """Training seconds at the first checkpoint where the mean kNN of it and the ``window - 1``
-    before it reaches ``target``: one checkpoint's kNN on 2,000 queries has a standard error of
-    ~0.009, as large as the gains late in a run, so single crossings are mostly noise."""
+    before it reaches ``target`` (``window=1``: the checkpoint's own kNN). One checkpoint's kNN on
+    2,000 queries has a standard error of ~0.009, as large as the gains late in a run, so single
+    crossings are mostly noise; a window of a few checkpoints smooths them."""
     for i in range(window - 1, len(points)):
         if sum(p["knn"] for p in points[i - window + 1:i + 1]) / window >= target:
             return points[i]["train_s"]
@@ -245,8 +242,8 @@ def main() -> None:
         t_l, t_s = first_reaching(res["lightly"]["points"], target), first_reaching(res["sslkit"]["points"], target)
         w = args.smooth
         smooth_target = sum(p["knn"] for p in res["lightly"]["points"][-w:]) / w
-        s_l = first_reaching_smoothed(res["lightly"]["points"], smooth_target, w)
-        s_s = first_reaching_smoothed(res["sslkit"]["points"], smooth_target, w)
+        s_l = first_reaching(res["lightly"]["points"], smooth_target, w)
+        s_s = first_reaching(res["sslkit"]["points"], smooth_target, w)
         res["smoothed"] = {"window": w, "target_knn": smooth_target, "lightly_s": s_l, "sslkit_s": s_s,
                            "speedup": (s_l / s_s) if (s_l and s_s) else None}
         per_step = {side: res[side]["points"][-1]["train_s"] / res[side]["steps"] for side in ("lightly", "sslkit")}
