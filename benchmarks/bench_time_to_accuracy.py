@@ -9,7 +9,8 @@ machinery:
 - sslkit: its Trainer and recipe (batched augmentation on the device, NTXentLoss / BYOL loss,
   fused AdamW, foreach EMA), precision ``auto`` (fp32 on a CPU without native bf16);
 - lightly (the version installed): ``SimCLRTransform`` / ``BYOLTransform`` per image in
-  DataLoader workers (``--lightly-workers``, persistent), ``SimCLRProjectionHead`` +
+  DataLoader workers (``--lightly-workers``, persistent), weights channels-last like sslkit's
+  ResNets (``--lightly-memory-format``), ``SimCLRProjectionHead`` +
   ``NTXentLoss`` / ``BYOLProjectionHead`` + ``BYOLPredictionHead`` + ``NegativeCosineSimilarity``,
   ``update_momentum`` with ``cosine_schedule``, a plain PyTorch loop.
 
@@ -106,6 +107,7 @@ def run_sslkit(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Te
     trainer.callbacks.append(lambda rec: marks.at(rec["step"], time.perf_counter() - t0))
     trainer.fit()
     return {"points": marks.points, "precision": str(trainer.amp_dtype or "fp32"), "steps": trainer.total_steps,
+            "memory_format": "channels_last" if trainer.channels_last else "contiguous",
             "optimizer": type(trainer.optimizer).__name__ + (" (fused)" if trainer.optimizer.defaults.get("fused") else "")}
 
 
@@ -155,6 +157,11 @@ def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.T
         deactivate_requires_grad(target_head)
         criterion = NegativeCosineSimilarity()
         modules = torch.nn.ModuleList([backbone, head, predictor])
+    if args.lightly_memory_format == "channels_last":  # NHWC convolutions, as sslkit's default for ResNets
+        modules.to(memory_format=torch.channels_last)
+        if method == "byol":
+            target_backbone.to(memory_format=torch.channels_last)
+            target_head.to(memory_format=torch.channels_last)
     t = cfg.train
     decay = [p for n, p in modules.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in modules.named_parameters() if p.ndim <= 1]
@@ -195,7 +202,7 @@ def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.T
             step += 1
             marks.at(step, time.perf_counter() - t0)
     return {"points": marks.points, "precision": "fp32", "steps": total, "optimizer": "AdamW",
-            "workers": args.lightly_workers}
+            "workers": args.lightly_workers, "memory_format": args.lightly_memory_format}
 
 
 def first_reaching(points: list[dict[str, float]], target: float, window: int = 1) -> float | None:
@@ -218,6 +225,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=13)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lightly-workers", type=int, default=2)
+    ap.add_argument("--lightly-memory-format", choices=["channels_last", "contiguous"], default="channels_last",
+                    help="lightly's weights channels-last (its faster setting here, as sslkit's default) or not")
     ap.add_argument("--smooth", type=int, default=3, help="checkpoints averaged for the smoothed time to accuracy")
     ap.add_argument("--data", default=str(fashion_subset.DEFAULT_DIR))
     ap.add_argument("--out", default="benchmarks/results/time_to_accuracy.json")

@@ -24,26 +24,107 @@ def test_distractors_come_from_other_masked_frames_of_the_same_utterance():
     mask[1, 5:25] = True
     mask[2, 7] = True  # a single masked frame: nothing else to draw
     idx = sample_distractors(mask, 200, torch.Generator().manual_seed(0))
-    rows = mask.nonzero(as_tuple=True)[0]
-    assert idx.shape == (31, 200)
-    assert torch.equal(rows[idx], rows[:, None].expand_as(idx))  # same utterance
-    own = torch.arange(31)[:, None]
-    assert not (idx[:30] == own[:30]).any()  # never the frame itself when there is a choice
-    assert (idx[30] == 30).all()
-    counts = torch.bincount(idx[:10].flatten(), minlength=31)[:10]
+    assert idx.shape == (3, 30, 200)  # every frame, masked or not: a fixed shape
+    assert mask.gather(1, idx.view(3, -1)).all()  # every draw lands on a masked frame of its own row
+    for row in range(2):
+        own = torch.arange(30)[:, None]
+        drawn = idx[row][mask[row]]
+        assert not (drawn == own[mask[row]]).any()  # never the frame itself when there is a choice
+    assert (idx[2, 7] == 7).all()
+    counts = torch.bincount(idx[0][mask[0]].flatten(), minlength=30)[2:12]
     assert counts.min() > 120  # ~uniform over the 9 others (10 x 200 / 10 = 200 each, minus self)
+    empty = sample_distractors(torch.zeros(2, 5, dtype=torch.bool), 4)  # no masked frame: still in range
+    assert empty.shape == (2, 5, 4) and empty.min() >= 0 and empty.max() < 5
 
 
 def test_contrastive_logits_put_the_target_first_and_hide_identical_distractors():
-    q = F.normalize(torch.randn(6, 16), dim=1)
-    q[3] = q[1]  # same code twice
-    idx = torch.tensor([[1, 2, 3]] * 6)
-    logits = contrastive_logits(q.clone(), q, idx, temperature=0.1)
-    assert logits.shape == (6, 4)
-    assert torch.allclose(logits[:, 0], torch.full((6,), 10.0), atol=1e-4)  # cos = 1 at T = 0.1
-    assert torch.isinf(logits[1, 1]) and torch.isinf(logits[1, 3])  # the distractor equal to q[1]
-    assert F.cross_entropy(logits, torch.zeros(6, dtype=torch.long)) < F.cross_entropy(
-        contrastive_logits(torch.randn(6, 16), q, idx, 0.1), torch.zeros(6, dtype=torch.long))
+    q = F.normalize(torch.randn(1, 6, 16), dim=-1)
+    codes = torch.arange(6)[None, :, None].repeat(1, 1, 2)
+    codes[0, 3] = codes[0, 1]  # same code twice
+    idx = torch.tensor([[1, 2, 3]] * 6)[None]
+    logits = contrastive_logits(q.clone(), q, codes, idx, temperature=0.1)
+    assert logits.shape == (1, 6, 4)
+    assert torch.allclose(logits[0, :, 0], torch.full((6,), 10.0), atol=1e-4)  # cos = 1 at T = 0.1
+    assert torch.isinf(logits[0, 1, 1]) and torch.isinf(logits[0, 1, 3])  # the distractor with q[1]'s code
+    assert torch.isinf(logits[0, 2, 2]) and torch.isfinite(logits[0, 2, 1])  # the frame itself
+    cos = F.cosine_similarity(q[0, 0], q[0, 2], dim=0) / 0.1
+    assert torch.allclose(logits[0, 0, 2], cos, atol=1e-5)
+    zeros = torch.zeros(6, dtype=torch.long)
+    assert F.cross_entropy(logits[0], zeros) < F.cross_entropy(
+        contrastive_logits(torch.randn(1, 6, 16), q, codes, idx, 0.1)[0], zeros)
+
+
+def _sparse_wav2vec2_reference(obj: Wav2Vec2, batch: dict, seed: int, info: StepInfo) -> dict[str, torch.Tensor]:
+    """The loss of wav2vec 2.0 over the masked frames only, computed as the paper states it: gather
+    the masked frames, draw each one's distractors among the other masked frames of its utterance
+    (keyed by utterance and frame, as the objective does), and average the cross-entropy."""
+    from ssl_audio.data import padding_mask
+    from ssl_audio.masking import span_mask
+    from ssl_core.randomness import keyed_uniform, sample_keys
+
+    g = torch.Generator().manual_seed(seed)
+    enc = obj.encoder
+    feats, frames = enc.extract(batch["waveform"], batch["lengths"])
+    normed, x = enc.project(scale_grad(feats, obj.feature_grad_mult))
+    t = feats.shape[1]
+    mask = span_mask(frames, t, obj.mask_prob, obj.mask_length, obj.min_masks, g)
+    x = torch.where(mask[..., None], obj.mask_embedding, x)
+    c = obj.final_proj(enc.contextualize(x, frames)[mask])
+    rows, cols = mask.nonzero(as_tuple=True)
+
+    def uniform(per_frame: int) -> torch.Tensor:
+        keys = sample_keys(g, mask.shape[0])
+        return keyed_uniform(keys[rows][:, None], cols[:, None] * per_frame + torch.arange(per_frame)[None, :])
+
+    qout = obj.quantizer(normed[mask], obj.temperature(info), uniform=uniform(obj.quantizer.num_codes))
+    q = obj.project_q(qout.q)
+    u = uniform(obj.num_negatives)
+    logits = []
+    for i, (row, col) in enumerate(zip(rows.tolist(), cols.tolist())):
+        same_row = (rows == row).nonzero().squeeze(1)  # this utterance's masked frames
+        others = same_row[same_row != i]
+        if len(others) == 0:
+            others = torch.tensor([i])
+        negs = others[torch.floor(u[i] * len(others)).long().clamp_max(len(others) - 1)]
+        cand = torch.cat([q[i:i + 1], q[negs]])
+        row_logits = F.cosine_similarity(c[i][None], cand, dim=-1) / obj.logit_temp
+        same = (qout.codes[negs] == qout.codes[i]).all(-1)
+        logits.append(torch.cat([row_logits[:1], row_logits[1:].masked_fill(same, float("-inf"))]))
+    logits = torch.stack(logits)
+    zeros = torch.zeros(len(logits), dtype=torch.long)
+    valid = ~padding_mask(frames, t)
+    pen = feats.float().pow(2)[valid].mean()
+    loss_c = F.cross_entropy(logits, zeros)
+    return {"loss_contrastive": loss_c, "loss_diversity": qout.diversity_loss, "code_ppl": qout.code_perplexity,
+            "acc": (logits.argmax(1) == 0).float().mean(),
+            "loss": loss_c + obj.diversity_weight * qout.diversity_loss + obj.feature_penalty_weight * pen}
+
+
+def test_the_fixed_shape_step_computes_the_masked_frame_loss_of_the_paper():
+    """The step scores every frame and weights by the mask (no ``context[mask]``, no ``nonzero``);
+    its loss, diversity penalty, code usage and accuracy equal those of the masked frames alone,
+    drawn the same way, and so do the gradients."""
+    torch.manual_seed(0)
+    obj = Wav2Vec2(Wav2Vec2Encoder(size="tiny"), num_negatives=12, codebook_entries=16, codevector_dim=16,
+                   final_dim=16, feature_dropout=0.0)
+    g = torch.Generator().manual_seed(5)
+    batch = {"waveform": torch.randn(3, 9000, generator=g), "lengths": torch.tensor([9000, 6000, 3000])}
+    info = StepInfo(3, 10, 0, torch.Generator().manual_seed(7))
+    torch.manual_seed(1)
+    dense = obj.training_step(batch, info)
+    dense["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in obj.named_parameters() if p.grad is not None}
+    obj.zero_grad()
+    torch.manual_seed(1)
+    ref = _sparse_wav2vec2_reference(obj, batch, 7, info)
+    ref["loss"].backward()
+    for k in ("loss", "loss_contrastive", "loss_diversity", "code_ppl", "acc"):
+        torch.testing.assert_close(dense[k].float(), ref[k].float(), rtol=1e-5, atol=1e-6, msg=k)
+    assert 0.0 < float(ref["acc"]) < 1.0 or float(ref["loss_contrastive"]) > 0  # not a degenerate batch
+    for n, p in obj.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-6, msg=n)
+    assert len(grads) > 10
 
 
 def test_grad_multiply_scales_only_the_gradient():

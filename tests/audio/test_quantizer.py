@@ -163,3 +163,25 @@ def test_temperature_progress_is_clamped_to_the_run():
     assert annealed_temperature(1.5, 0) == pytest.approx(0.5)  # past the end: the end temperature
     assert annealed_temperature(-0.5, 0) == pytest.approx(2.0)  # before the start: the start
     assert annealed_temperature(0.5, 0) == pytest.approx(2.0 * (0.5 / 2.0) ** 0.5)
+
+
+def test_weighted_usage_statistics_equal_those_of_the_selected_rows() -> None:
+    """Passing every frame with a 0/1 weight (the fixed-shape path) gives the diversity penalty and
+    perplexities of the weighted rows alone, and the same gradient into the logits."""
+    torch.manual_seed(0)
+    q = GumbelVectorQuantizer(in_dim=8, groups=2, entries=6, dim=8).train()
+    z = torch.randn(20, 8)
+    keep = torch.rand(20, generator=torch.Generator().manual_seed(1)) < 0.4
+    u = torch.rand(20, 2, 6, generator=torch.Generator().manual_seed(2))
+    full = q(z, 1.5, uniform=u, weight=keep)
+    full.diversity_loss.backward()
+    g_full = q.weight_proj.weight.grad.clone()
+    q.zero_grad()
+    part = q(z[keep], 1.5, uniform=u[keep])
+    part.diversity_loss.backward()
+    for k in ("diversity_loss", "prob_perplexity", "code_perplexity"):
+        torch.testing.assert_close(getattr(full, k), getattr(part, k), msg=k)
+    torch.testing.assert_close(g_full, q.weight_proj.weight.grad)
+    assert torch.equal(full.codes[keep], part.codes)
+    unweighted = q(z, 1.5, uniform=u)
+    assert not torch.allclose(unweighted.diversity_loss, full.diversity_loss)  # the weight matters

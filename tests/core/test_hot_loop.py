@@ -410,20 +410,22 @@ def test_memory_format_auto_follows_the_encoder_and_changes_layout_not_results()
     assert abs(losses["auto"] - losses["contiguous"]) < 1e-4 * abs(losses["contiguous"]), losses
 
 
-def test_hubert_step_reads_nothing_from_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HuBERT scores every frame and weights the sums by the mask (no ``context[mask]``), and the
-    encoder builds its padding mask without looking where reads are not free. The one ``item``
-    left is torchaudio's layer-drop draw, ``torch.rand(1).item()``: a CPU tensor, no device wait.
-    wav2vec 2.0 still gathers masked frames and samples negatives with ``nonzero`` (docs/audio.md)."""
+def test_audio_steps_read_nothing_from_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HuBERT and wav2vec 2.0 score every frame and weight the sums by the mask (no
+    ``context[mask]``; wav2vec 2.0 draws distractors by rank through a sort and a gather, no
+    ``nonzero``), and the encoder builds its padding mask without looking where reads are not
+    free. The one ``item`` allowed is torchaudio's layer-drop draw, ``torch.rand(1).item()``: a
+    CPU tensor, no device wait."""
     import ssl_audio.encoders
     from ssl_core.testing import ObjectiveHarness
 
     monkeypatch.setattr(ssl_audio.encoders, "reads_are_free", lambda device: False)
-    h = ObjectiveHarness("hubert", {"encoder_kwargs": {"size": "tiny"}})
-    built = h.build()
-    info = h.step_info(step=1)
-    built.objective.training_step(built.batch, info)
-    with HostSyncCounter() as syncs:
-        built.objective.training_step(built.batch, info)["loss"].backward()
-    layers = len(built.objective.encoder.model.encoder.transformer.layers)
-    assert set(syncs.calls) <= {"item"} and syncs.calls["item"] <= layers, syncs.where
+    for name in ("hubert", "wav2vec2"):
+        h = ObjectiveHarness(name, {"encoder_kwargs": {"size": "tiny"}})
+        built = h.build()
+        info = h.step_info(step=1)
+        built.objective.training_step(built.batch, info)
+        with HostSyncCounter() as syncs:
+            built.objective.training_step(built.batch, info)["loss"].backward()
+        layers = len(built.objective.encoder.model.encoder.transformer.layers)
+        assert set(syncs.calls) <= {"item"} and syncs.calls["item"] <= layers, (name, syncs.where)

@@ -70,13 +70,16 @@ class GumbelVectorQuantizer(nn.Module):
         return self.weight_proj(z).float().view(-1, self.groups, self.entries)
 
     def forward(self, z: Tensor, temperature: float = 2.0, generator: torch.Generator | None = None,
-                uniform: Tensor | None = None) -> QuantizerOutput:
-        """Quantise ``z`` ``[N, in_dim]`` (valid frames only: padding would skew the usage statistics).
+                uniform: Tensor | None = None, weight: Tensor | None = None) -> QuantizerOutput:
+        """Quantise ``z`` ``[N, in_dim]``.
 
         In training mode entries are drawn by straight-through Gumbel softmax at ``temperature``
         with noise from ``uniform`` (``[N, G, V]`` values in [0, 1), e.g. keyed by frame so they do
         not depend on the process count) or else from ``generator``; in eval mode the arg-max
-        entry is used.
+        entry is used. ``weight`` ``[N]`` (bool or 0/1) says which rows count in the usage
+        statistics (the diversity penalty and perplexities): pass every frame with the mask as
+        weight rather than selecting frames, whose count the host would have to read. ``None``:
+        every row counts.
         """
         logits = self.logits(z)
         if self.training:
@@ -92,11 +95,13 @@ class GumbelVectorQuantizer(nn.Module):
             codes = logits.argmax(-1)
             onehot = F.one_hot(codes, self.entries).to(logits.dtype)
         q = torch.einsum("ngv,gvd->ngd", onehot.to(self.codebook.dtype), self.codebook).reshape(z.shape[0], self.dim)
-        # the batch-averaged softmax over the global batch (every rank's frames)
-        count = logits.new_full((), float(z.shape[0]))  # a fill on the device, not a blocking copy
-        avg_probs = D.all_reduce_with_grad(F.softmax(logits, dim=-1).sum(0)) / D.all_reduce_with_grad(count).clamp_min(1)
+        # the batch-averaged softmax over the global batch (every rank's counted frames)
+        w = logits.new_ones(z.shape[0]) if weight is None else weight.to(logits.dtype)
+        count = w.sum()  # on the device: no blocking copy
+        probs = F.softmax(logits, dim=-1) * w[:, None, None]
+        avg_probs = D.all_reduce_with_grad(probs.sum(0)) / D.all_reduce_with_grad(count).clamp_min(1)
         prob_ppl = perplexity(avg_probs)
-        hist = F.one_hot(codes, self.entries).float().mean(0)
+        hist = (F.one_hot(codes, self.entries).float() * w[:, None, None]).sum(0) / count.clamp_min(1)
         code_ppl = perplexity(hist).detach()
         diversity = (self.num_codes - prob_ppl) / self.num_codes
         return QuantizerOutput(q=q, codes=codes, diversity_loss=diversity, prob_perplexity=prob_ppl.detach(),

@@ -54,48 +54,55 @@ def scale_grad(x: Tensor, scale: float) -> Tensor:
     return x if scale == 1.0 else GradMultiply.apply(x, scale)
 
 
-def masked_frame_uniform(mask: Tensor, per_frame: int, generator: torch.Generator | None = None) -> Tensor:
-    """``[N, per_frame]`` uniform values for the ``N`` masked frames of ``mask`` ``[B, T]`` (in the
-    row-major order of ``x[mask]``), keyed by (utterance, frame): the same values for a frame
-    whatever the batch layout, and only this process's frames are computed."""
-    rows, cols = mask.nonzero(as_tuple=True)
-    keys = sample_keys(generator, mask.shape[0], mask.device)
-    counters = cols[:, None] * per_frame + torch.arange(per_frame, device=mask.device)[None, :]
-    return keyed_uniform(keys[rows][:, None], counters)
+def frame_uniform(mask: Tensor, per_frame: int, generator: torch.Generator | None = None) -> Tensor:
+    """``[B, T, per_frame]`` uniform values for every frame of ``mask`` ``[B, T]``, keyed by
+    (utterance, frame): the same values for a frame whatever the batch's padded width or the
+    number of processes sharing the batch. Every frame gets values, masked or not, so the shape
+    never depends on the data (no host read to size it)."""
+    b, t = mask.shape
+    keys = sample_keys(generator, b, mask.device)
+    counters = torch.arange(t, device=mask.device)[:, None] * per_frame + torch.arange(per_frame, device=mask.device)
+    return keyed_uniform(keys[:, None, None], counters[None])
 
 
 def sample_distractors(mask: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
-    """Indices of ``num`` distractors for every masked frame, from the same utterance.
+    """Frame positions ``[B, T, num]`` of ``num`` distractors for every frame, from the same utterance.
 
-    ``mask`` ``[B, T]`` marks masked frames; masked frames are numbered in row-major order (the
-    order of ``x[mask]``). Returns ``[N, num]`` indices into that numbering, drawn uniformly with
-    replacement among the *other* masked frames of the same row (wav2vec 2.0, Sec. 3.2). A row
-    with a single masked frame can only return that frame itself; callers mask such logits out.
+    For a masked frame ``(b, t)`` they are drawn uniformly with replacement among the *other*
+    masked frames of row ``b`` (wav2vec 2.0, Sec. 3.2): a draw picks a rank among the row's
+    masked frames other than ``t``'s own, and the row's masked positions, sorted first, turn the
+    rank into a position. A row with a single masked frame can only return that frame itself;
+    callers mask such logits out. Unmasked frames get positions too (the loss gives them no
+    weight), so the shape is fixed and nothing is read to the host.
     """
-    counts = mask.sum(1)
-    offsets = torch.cumsum(counts, 0) - counts
-    rows = mask.nonzero(as_tuple=True)[0]
-    n_total = rows.shape[0]
-    local = torch.arange(n_total, device=mask.device) - offsets[rows]
-    n = counts[rows]
-    u = masked_frame_uniform(mask, num, generator)
-    r = torch.floor(u * (n - 1).clamp_min(1)[:, None].to(u.dtype)).long()
-    r = r + (r >= local[:, None]).long()
-    r = torch.minimum(r, (n - 1)[:, None])
-    return offsets[rows][:, None] + r
+    b, t = mask.shape
+    n = mask.sum(1)[:, None, None]  # masked frames per row
+    own = (torch.cumsum(mask.long(), 1) - 1)[..., None]  # a masked frame's rank in its row
+    u = frame_uniform(mask, num, generator)
+    r = torch.floor(u * (n - 1).clamp_min(1).to(u.dtype)).long()
+    r = r + (r >= own).long()  # skip the frame's own rank
+    r = torch.minimum(r, n - 1).clamp_min(0)
+    # positions of the masked frames first, in order (a stable sort of "is not masked")
+    masked_first = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
+    return masked_first.gather(1, r.view(b, t * num)).view(b, t, num)
 
 
-def contrastive_logits(context: Tensor, targets: Tensor, distractor_idx: Tensor, temperature: float) -> Tensor:
-    """Cosine-similarity logits ``[N, 1 + K]`` with the true target in column 0.
+def contrastive_logits(context: Tensor, targets: Tensor, codes: Tensor, distractors: Tensor,
+                       temperature: float) -> Tensor:
+    """Cosine-similarity logits ``[B, T, 1 + K]`` with each frame's true target in column 0.
 
-    Distractors identical to the target (the same code, or the frame itself) get ``-inf``, as in
-    the reference implementation, so they can be neither right nor wrong.
+    ``context`` and ``targets`` are ``[B, T, F]``, ``codes`` the quantiser's entries ``[B, T, G]``
+    and ``distractors`` positions ``[B, T, K]`` in the same row. Similarities of every pair of
+    frames in a row come from one batched product of unit vectors; the distractors' columns are
+    gathered from it. A distractor with the target's code (the same quantised vector, or the frame
+    itself) gets ``-inf``, as in the reference implementation, so it can be neither right nor wrong.
     """
-    negs = targets[distractor_idx]  # [N, K, F]
-    cands = torch.cat([targets[:, None, :], negs], dim=1)
-    logits = F.cosine_similarity(context.float()[:, None, :], cands.float(), dim=-1) / temperature
-    same = (negs == targets[:, None, :]).all(-1)
-    return torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same, float("-inf"))], dim=1)
+    c = F.normalize(context.float(), dim=-1, eps=1e-8)
+    q = F.normalize(targets.float(), dim=-1, eps=1e-8)
+    positive = (c * q).sum(-1, keepdim=True)
+    negatives = torch.bmm(c, q.transpose(1, 2)).gather(2, distractors)
+    same_code = (codes[:, :, None, :] == codes[:, None, :, :]).all(-1).gather(2, distractors)
+    return torch.cat([positive, negatives.masked_fill(same_code, float("-inf"))], dim=-1) / temperature
 
 
 class Wav2Vec2(Objective):
@@ -165,20 +172,25 @@ class Wav2Vec2(Objective):
         mask = span_mask(frames, t, self.mask_prob, self.mask_length, self.min_masks, step.generator)
         x = torch.where(mask[..., None], self.mask_embedding.to(x.dtype), x)
         context = enc.contextualize(x, frames)
-        c = self.final_proj(context[mask])
+        # every frame is scored and the mask weights the sums: selecting the masked frames
+        # (context[mask]) would give a data-dependent shape, which makes the host wait for the device
+        c = self.final_proj(context)
         tau = self.temperature(step)
-        gumbel = masked_frame_uniform(mask, self.quantizer.num_codes, step.generator)
-        qout = self.quantizer(self.feature_dropout(normed[mask]), tau, uniform=gumbel)
-        q = self.project_q(qout.q)
+        gumbel = frame_uniform(mask, self.quantizer.num_codes, step.generator)
+        b = mask.shape[0]
+        qout = self.quantizer(self.feature_dropout(normed).reshape(b * t, -1), tau,
+                              uniform=gumbel.view(b * t, -1), weight=mask.reshape(-1))
+        q = self.project_q(qout.q).view(b, t, -1)
         idx = sample_distractors(mask, self.num_negatives, step.generator)
-        logits = contrastive_logits(c, q, idx, self.logit_temp)
-        target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        logits = contrastive_logits(c, q, qout.codes.view(b, t, -1), idx, self.logit_temp)
+        target = torch.zeros(b * t, dtype=torch.long, device=logits.device)
+        ce = F.cross_entropy(logits.view(b * t, -1), target, reduction="none").view(b, t)
         # the mean over every rank's masked frames (ranks mask different numbers of frames)
-        loss_contrastive = D.global_mean_share(F.cross_entropy(logits, target, reduction="sum"), mask.sum())
+        loss_contrastive = D.global_mean_share(ce.masked_fill(~mask, 0.0).sum(), mask.sum())
         loss = (loss_contrastive + self.diversity_weight * qout.diversity_loss
                 + self.feature_penalty_weight * feature_pen)
         with torch.no_grad():
-            acc = (logits.argmax(1) == 0).float().mean()
+            acc = ((logits.argmax(-1) == 0) & mask).sum() / mask.sum().clamp_min(1)
         return {
             "loss": loss, "loss_contrastive": loss_contrastive.detach(),
             "loss_diversity": qout.diversity_loss.detach(), "feature_pen": feature_pen.detach(),

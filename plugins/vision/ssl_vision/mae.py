@@ -5,7 +5,8 @@ An image is cut into patches and a large random subset (75%) is removed. The ViT
 only the visible patches (no mask tokens in the encoder); a lightweight transformer decoder
 gets the encoded visible patches plus a shared, learned mask token at every removed position
 (all with fixed sin-cos position embeddings) and predicts the pixels of every patch. The loss is
-the mean squared error on the removed patches only, against per-patch normalised pixels.
+the mean squared error on the removed patches only, against per-patch normalised pixels
+(``norm_pix_loss``; the CPU recipe for 28 px grey images predicts plain pixels, docs/vision.md).
 
 Follows the paper: per-sample uniform random masking by shuffling patch indices with random
 noise and keeping the first ``(1 - mask_ratio) * L`` (Sec. 3), class token in the encoder,
