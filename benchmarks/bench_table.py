@@ -159,15 +159,31 @@ def order(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> list
     return sorted(rows, key=key)
 
 
-def update_docs(path: Path, table: str, command: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
-    """Replace the text between ``begin`` and ``end`` in ``path`` (the rest of the page is hand-written)."""
+def provenance(rows: list[dict[str, Any]], command: str, json_path: Path) -> str:
+    """The line above a written table saying where its rows came from: the command, when one run
+    made every row; otherwise how many runs did, and where each row's own command is kept (a
+    merge's command names the other runs' files, often temporary ones, not how to reproduce)."""
+    stamp = _dt.date.today().isoformat()
+    commands = {r["command"] for r in rows if r.get("command")}
+    if len(commands) <= 1:
+        return f"_Written by `{next(iter(commands), command)}` on {stamp}._"
+    try:  # the JSON's path as a reader of the repository sees it
+        where = json_path.resolve().relative_to(RESULTS.parent.parent).as_posix()
+    except ValueError:
+        where = json_path.name
+    return (f"_Rows from {len(commands)} runs of `python benchmarks/bench_table.py` (each row's own command is "
+            f"in `{where}`), joined with `--merge` on {stamp}._")
+
+
+def update_docs(path: Path, table: str, header: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``path`` with ``header`` and ``table`` (the
+    rest of the page is hand-written)."""
     text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
     if begin not in text or end not in text:
         raise SystemExit(f"{path} has no {begin} ... {end} markers to put the table between.")
     before, rest = text.split(begin, 1)
     after = rest.split(end, 1)[1]
-    stamp = _dt.date.today().isoformat()
-    block = f"{begin}\n_Written by `{command}` on {stamp}._\n\n{table}{end}"
+    block = f"{begin}\n{header}\n\n{table}{end}"
     path.write_text(before + block + after, encoding="utf-8")
 
 
@@ -304,10 +320,11 @@ def save(args: argparse.Namespace, old: list[dict[str, Any]], rows: list[dict[st
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(merged)
     args.md.write_text(table)
+    header = provenance(merged, command, args.json)
     if args.docs:
-        update_docs(args.docs, table, command)
+        update_docs(args.docs, table, header)
     if args.readme:
-        update_docs(args.readme, headline(merged), command, HEADLINE_BEGIN, HEADLINE_END)
+        update_docs(args.readme, headline(merged), header, HEADLINE_BEGIN, HEADLINE_END)
     return merged
 
 

@@ -81,15 +81,24 @@ def _row(method: str, impl: str, knn: float) -> dict:
 
 def test_tables_run_in_parallel_are_merged_without_training(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
     mine, theirs = tmp_path / "t.json", tmp_path / "other.json"
-    mine.write_text(json.dumps({"rows": [_row("simclr", "sslkit", 0.7), _row("dino", "sslkit", 0.6)]}))
-    theirs.write_text(json.dumps({"rows": [_row("simclr", "sslkit", 0.8), _row("simclr", "lightly 1.6.0", 0.75)]}))
-    res = run_script(SCRIPT, "--json", str(mine), "--md", str(tmp_path / "t.md"), "--merge", str(theirs))
+    mine.write_text(json.dumps({"rows": [{**_row("simclr", "sslkit", 0.7), "command": "run A"},
+                                         {**_row("dino", "sslkit", 0.6), "command": "run A"}]}))
+    theirs.write_text(json.dumps({"rows": [{**_row("simclr", "sslkit", 0.8), "command": "run B"},
+                                           {**_row("simclr", "lightly 1.6.0", 0.75), "command": "run B"}]}))
+    page = tmp_path / "page.md"
+    page.write_text("<!-- bench_table:begin -->\n<!-- bench_table:end -->\n")
+    res = run_script(SCRIPT, "--json", str(mine), "--md", str(tmp_path / "t.md"), "--merge", str(theirs),
+                     "--docs", str(page))
     assert res.code in (None, 0), res.stderr[-2000:]
     assert "== " not in res.stdout  # nothing trained
     rows = {(r["method"], r["implementation"]): r for r in json.loads(mine.read_text())["rows"]}
     assert set(rows) == {("simclr", "sslkit"), ("simclr", "lightly 1.6.0"), ("dino", "sslkit")}
     assert rows[("simclr", "sslkit")]["probes"][0]["trained"] == 0.8  # the merged file's newer row wins
     assert "| simclr | lightly 1.6.0 |" in (tmp_path / "t.md").read_text()
+    # the page says the rows come from two runs and where their commands are, not the merge's own
+    # command line (which names the other run's file)
+    text = page.read_text()
+    assert "Rows from 2 runs" in text and "`t.json`" in text and "other.json" not in text
 
 
 def test_unknown_method_is_refused(tmp_path: Path, run_script) -> None:  # type: ignore[no-untyped-def]
