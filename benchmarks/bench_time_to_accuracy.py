@@ -139,6 +139,8 @@ def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.T
     torch.manual_seed(0)
     backbone = build_encoder(cfg, data)
     backbone.load_state_dict(init)
+    if args.lightly_memory_format == "channels_last":  # NHWC convolutions, as sslkit's default for ResNets
+        backbone.to(memory_format=torch.channels_last)  # BYOL's target copies below inherit the layout
     kw, dim = cfg.objective_kwargs, backbone.embed_dim
     if method == "simclr":
         # sslkit's simclr_views: jitter (0.4, 0.4, 0.2, 0.1) with p=0.8, grey 0.2, blur 0.5
@@ -157,11 +159,6 @@ def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.T
         deactivate_requires_grad(target_head)
         criterion = NegativeCosineSimilarity()
         modules = torch.nn.ModuleList([backbone, head, predictor])
-    if args.lightly_memory_format == "channels_last":  # NHWC convolutions, as sslkit's default for ResNets
-        modules.to(memory_format=torch.channels_last)
-        if method == "byol":
-            target_backbone.to(memory_format=torch.channels_last)
-            target_head.to(memory_format=torch.channels_last)
     t = cfg.train
     decay = [p for n, p in modules.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in modules.named_parameters() if p.ndim <= 1]
