@@ -23,7 +23,9 @@ target), the training seconds each side needs to first reach it at a checkpoint,
 lightly / sslkit (the issue's target is >= 1.5); the same with each checkpoint's kNN replaced by
 the mean of the last ``--smooth`` checkpoints (target: the mean of lightly's last ones), which
 is less at the mercy of one noisy probe; and seconds per step. The sides alternate (lightly,
-sslkit per method).
+sslkit per method). Then the model alone: lightly's plain loop repeated on one fixed batch of
+views augmented beforehand (``--floor-steps``), the fp32 floor of seconds per step on this machine
+for this model and batch; lightly's s/step over it bounds what any data path can gain on lightly.
 
     .venv/bin/python benchmarks/bench_time_to_accuracy.py --methods simclr byol --epochs 1
 """
@@ -126,86 +128,126 @@ class _Views(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i, 0].numpy(), mode="L"))
 
 
-def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
-                probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
-    from lightly.loss import NegativeCosineSimilarity, NTXentLoss
-    from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
-    from lightly.models.utils import deactivate_requires_grad, update_momentum
-    from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform, SimCLRTransform
-    from lightly.utils.scheduler import cosine_schedule
+class _LightlyMethod:
+    """SimCLR or BYOL assembled from lightly's heads, losses and momentum update, with the same
+    backbone, initial weights, AdamW and schedule as sslkit's recipe; ``step`` is one plain-loop
+    training step on two batches of views."""
 
-    cfg = _config(method, args.epochs, args.threads)
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    backbone = build_encoder(cfg, data)
-    backbone.load_state_dict(init)
-    if args.lightly_memory_format == "channels_last":  # NHWC convolutions, as sslkit's default for ResNets
-        backbone.to(memory_format=torch.channels_last)  # BYOL's target copies below inherit the layout
-    kw, dim = cfg.objective_kwargs, backbone.embed_dim
-    if method == "simclr":
-        # sslkit's simclr_views: jitter (0.4, 0.4, 0.2, 0.1) with p=0.8, grey 0.2, blur 0.5
-        transform = SimCLRTransform(input_size=28, cj_strength=0.5, cj_sat=0.4, min_scale=0.08, normalize=None)
-        head = SimCLRProjectionHead(dim, kw["proj_hidden_dim"], kw["proj_dim"])
-        criterion = NTXentLoss(temperature=kw["temperature"])
-        modules = torch.nn.ModuleList([backbone, head])
-    else:
+    def __init__(self, method: str, init: dict[str, torch.Tensor], args: argparse.Namespace) -> None:
+        from lightly.loss import NegativeCosineSimilarity, NTXentLoss
+        from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        self.method = method
+        self.cfg = cfg = _config(method, args.epochs, args.threads)
+        torch.manual_seed(0)
+        self.backbone = backbone = build_encoder(cfg, build_data(cfg))
+        backbone.load_state_dict(init)
+        if args.lightly_memory_format == "channels_last":  # NHWC convolutions, as sslkit's default for ResNets
+            backbone.to(memory_format=torch.channels_last)  # BYOL's target copies below inherit the layout
+        kw, dim = cfg.objective_kwargs, backbone.embed_dim
+        self.kw = kw
+        if method == "simclr":
+            self.head = SimCLRProjectionHead(dim, kw["proj_hidden_dim"], kw["proj_dim"])
+            self.criterion = NTXentLoss(temperature=kw["temperature"])
+            self.modules = torch.nn.ModuleList([backbone, self.head])
+        else:
+            self.head = BYOLProjectionHead(dim, kw["proj_hidden_dim"], kw["proj_dim"])
+            self.predictor = BYOLPredictionHead(kw["proj_dim"], kw["pred_hidden_dim"], kw["proj_dim"])
+            self.target_backbone, self.target_head = copy.deepcopy(backbone), copy.deepcopy(self.head)
+            deactivate_requires_grad(self.target_backbone)
+            deactivate_requires_grad(self.target_head)
+            self.criterion = NegativeCosineSimilarity()
+            self.modules = torch.nn.ModuleList([backbone, self.head, self.predictor])
+        t = cfg.train
+        decay = [p for n, p in self.modules.named_parameters() if p.ndim > 1]
+        no_decay = [p for n, p in self.modules.named_parameters() if p.ndim <= 1]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=tuple(t.betas))
+        self.modules.train()
+
+    def transform(self) -> Any:
+        """lightly's per-image transform for the method, matched to sslkit's view settings."""
+        from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform, SimCLRTransform
+
+        if self.method == "simclr":
+            # sslkit's simclr_views: jitter (0.4, 0.4, 0.2, 0.1) with p=0.8, grey 0.2, blur 0.5
+            return SimCLRTransform(input_size=28, cj_strength=0.5, cj_sat=0.4, min_scale=0.08, normalize=None)
         v1 = BYOLView1Transform(input_size=28, min_scale=0.08, normalize=None)
         v2 = BYOLView2Transform(input_size=28, min_scale=0.08, normalize=None)
-        transform = BYOLTransform(view_1_transform=v1, view_2_transform=v2)
-        head = BYOLProjectionHead(dim, kw["proj_hidden_dim"], kw["proj_dim"])
-        predictor = BYOLPredictionHead(kw["proj_dim"], kw["pred_hidden_dim"], kw["proj_dim"])
-        target_backbone, target_head = copy.deepcopy(backbone), copy.deepcopy(head)
-        deactivate_requires_grad(target_backbone)
-        deactivate_requires_grad(target_head)
-        criterion = NegativeCosineSimilarity()
-        modules = torch.nn.ModuleList([backbone, head, predictor])
-    t = cfg.train
-    decay = [p for n, p in modules.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in modules.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=t.lr, betas=tuple(t.betas))
-    loader = torch.utils.data.DataLoader(
-        _Views(d["train_x"], transform), batch_size=t.batch_size, shuffle=True, drop_last=True,
+        return BYOLTransform(view_1_transform=v1, view_2_transform=v2)
+
+    def step(self, x1: torch.Tensor, x2: torch.Tensor, step: int, total: int) -> None:
+        from lightly.models.utils import update_momentum
+        from lightly.utils.scheduler import cosine_schedule
+
+        t = self.cfg.train
+        lr = warmup_cosine(step, total, int(round(t.warmup_fraction * total)), t.lr, t.lr * t.min_lr_ratio)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        if self.method == "simclr":
+            z = self.head(self.backbone(torch.cat([x1, x2])))
+            loss = self.criterion(*z.chunk(2))
+        else:
+            m = cosine_schedule(step, total, self.kw.get("base_momentum", 0.996), self.kw.get("final_momentum", 1.0))
+            p = self.predictor(self.head(self.backbone(torch.cat([x1, x2]))))
+            with torch.no_grad():
+                tz = self.target_head(self.target_backbone(torch.cat([x1, x2]))).detach()
+            p1, p2 = p.chunk(2)
+            t1, t2 = tz.chunk(2)
+            loss = 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.method == "byol":
+            update_momentum(self.backbone, self.target_backbone, m)
+            update_momentum(self.head, self.target_head, m)
+
+
+def _loader(method: _LightlyMethod, images: torch.Tensor, args: argparse.Namespace) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        _Views(images, method.transform()), batch_size=method.cfg.train.batch_size, shuffle=True, drop_last=True,
         num_workers=args.lightly_workers, persistent_workers=args.lightly_workers > 0,
         generator=torch.Generator().manual_seed(0))
-    steps_per_epoch = len(loader)
-    total = steps_per_epoch * args.epochs
-    warmup = int(round(t.warmup_fraction * total))
-    marks = Checkpoints(args.eval_every, total, lambda: probe(backbone))
+
+
+def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
+                probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
+    m = _LightlyMethod(method, init, args)
+    loader = _loader(m, d["train_x"], args)
+    total = len(loader) * args.epochs
+    marks = Checkpoints(args.eval_every, total, lambda: probe(m.backbone))
     step, t0 = 0, time.perf_counter()
-    modules.train()
     for _ in range(args.epochs):
         for (x1, x2) in loader:
-            lr = warmup_cosine(step, total, warmup, t.lr, t.lr * t.min_lr_ratio)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if method == "simclr":
-                z = head(backbone(torch.cat([x1, x2])))
-                loss = criterion(*z.chunk(2))
-            else:
-                m = cosine_schedule(step, total, kw.get("base_momentum", 0.996), kw.get("final_momentum", 1.0))
-                p = predictor(head(backbone(torch.cat([x1, x2]))))
-                with torch.no_grad():
-                    tz = target_head(target_backbone(torch.cat([x1, x2]))).detach()
-                p1, p2 = p.chunk(2)
-                t1, t2 = tz.chunk(2)
-                loss = 0.5 * (criterion(p1, t2) + criterion(p2, t1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if method == "byol":
-                update_momentum(backbone, target_backbone, m)
-                update_momentum(head, target_head, m)
+            m.step(x1, x2, step, total)
             step += 1
             marks.at(step, time.perf_counter() - t0)
     return {"points": marks.points, "precision": "fp32", "steps": total, "optimizer": "AdamW",
             "workers": args.lightly_workers, "memory_format": args.lightly_memory_format}
 
 
+def model_floor(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor],
+                args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds per step of the model alone: the plain loop above, repeated on one fixed batch of
+    views that was augmented beforehand, so no time goes to decoding, augmenting or loading.
+    Neither side can step faster than this in fp32; lightly's s/step over it is the most any
+    data path could gain against lightly on this machine."""
+    m = _LightlyMethod(method, init, args)
+    x1, x2 = next(iter(_loader(m, d["train_x"], argparse.Namespace(**{**vars(args), "lightly_workers": 0}))))
+    times = []
+    for i in range(args.floor_steps + 2):  # the first two steps warm up oneDNN's primitive caches
+        t0 = time.perf_counter()
+        m.step(x1, x2, i, 1000)
+        times.append(time.perf_counter() - t0)
+    steady = sorted(times[2:])
+    return {"s_per_step": steady[len(steady) // 2], "steps": args.floor_steps}
+
+
 def first_reaching(points: list[dict[str, float]], target: float, window: int = 1) -> float | None:
     """Training seconds at the first checkpoint where the mean kNN of it and the ``window - 1``
     before it reaches ``target`` (``window=1``: the checkpoint's own kNN). One checkpoint's kNN on
-    2,000 queries has a standard error of ~0.009, as large as the gains late in a run, so single
+    2,000 queries has a standard error of ~0.009 (10,000: ~0.004), as large as the gains late in a run, so single
     crossings are mostly noise; a window of a few checkpoints smooths them."""
     for i in range(window - 1, len(points)):
         if sum(p["knn"] for p in points[i - window + 1:i + 1]) / window >= target:
@@ -218,12 +260,15 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["simclr", "byol"])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--n-train", type=int, default=10_000)
-    ap.add_argument("--queries", type=int, default=2_000)
+    ap.add_argument("--queries", type=int, default=10_000,
+                    help="test images the kNN probe classifies (10,000: all of them; standard error ~0.004)")
     ap.add_argument("--eval-every", type=int, default=13)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lightly-workers", type=int, default=2)
     ap.add_argument("--lightly-memory-format", choices=["channels_last", "contiguous"], default="channels_last",
                     help="lightly's weights channels-last (its faster setting here, as sslkit's default) or not")
+    ap.add_argument("--floor-steps", type=int, default=8,
+                    help="steps of the model alone on one fixed batch (the fp32 floor of s/step); 0 skips it")
     ap.add_argument("--smooth", type=int, default=3, help="checkpoints averaged for the smoothed time to accuracy")
     ap.add_argument("--data", default=str(fashion_subset.DEFAULT_DIR))
     ap.add_argument("--out", default="benchmarks/results/time_to_accuracy.json")
@@ -244,10 +289,13 @@ def main() -> None:
         for side, fn in (("lightly", run_lightly), ("sslkit", run_sslkit)):
             print(f"{method} / {side}", flush=True)
             res[side] = fn(method, d, init, args, probe)
+        if args.floor_steps:
+            print(f"{method} / model alone ({args.floor_steps} steps on one fixed batch)", flush=True)
+            res["model_floor"] = model_floor(method, d, init, args)
         target = res["lightly"]["points"][-1]["knn"]
         t_l, t_s = first_reaching(res["lightly"]["points"], target), first_reaching(res["sslkit"]["points"], target)
         w = args.smooth
-        smooth_target = sum(p["knn"] for p in res["lightly"]["points"][-w:]) / w
+        smooth_target = sum(p["knn"] for p in res["lightly"]["points"][-w:]) / len(res["lightly"]["points"][-w:])
         s_l = first_reaching(res["lightly"]["points"], smooth_target, w)
         s_s = first_reaching(res["sslkit"]["points"], smooth_target, w)
         res["smoothed"] = {"window": w, "target_knn": smooth_target, "lightly_s": s_l, "sslkit_s": s_s,
@@ -256,6 +304,11 @@ def main() -> None:
         res.update(target_knn=target, lightly_s=t_l, sslkit_s=t_s, speedup=(t_l / t_s) if t_s else None,
                    lightly_s_per_step=per_step["lightly"], sslkit_s_per_step=per_step["sslkit"],
                    step_speedup=per_step["lightly"] / per_step["sslkit"])
+        if "model_floor" in res:
+            floor = res["model_floor"]["s_per_step"]
+            res["model_floor"].update(sslkit_over_floor=per_step["sslkit"] / floor,
+                                      lightly_over_floor=per_step["lightly"] / floor,
+                                      max_step_speedup=per_step["lightly"] / floor)
         results["methods"][method] = res
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
@@ -272,6 +325,10 @@ def main() -> None:
         sps = f"{sm['speedup']:.2f}x" if sm["speedup"] else "not reached"
         print(f"{'':<7} smoothed over {sm['window']} checkpoints: target {sm['target_knn']:.4f}, lightly "
               f"{sm['lightly_s'] or float('nan'):.1f} s, sslkit {sm['sslkit_s'] or float('nan'):.1f} s, speed-up {sps}")
+        if "model_floor" in r:
+            f = r["model_floor"]
+            print(f"{'':<7} model alone {f['s_per_step']:.2f} s/step: sslkit {f['sslkit_over_floor']:.2f}x of it, lightly "
+                  f"{f['lightly_over_floor']:.2f}x; the most a data path can gain on lightly here: {f['max_step_speedup']:.2f}x")
     print(f"wrote {args.out}")
 
 

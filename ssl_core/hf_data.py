@@ -34,21 +34,6 @@ class HFSplits:
     """How the data was found, for descriptions and messages."""
 
 
-def looks_like_hf_dataset(path: str | Path | None) -> bool:
-    """Whether ``path`` is a save_to_disk folder or Arrow/Parquet data (picks the ``hf_*`` reader for --data)."""
-    if not path or "://" in str(path) or str(path).startswith("pipe:"):
-        return False
-    p = Path(path).expanduser()
-    if p.is_file():
-        return p.suffix in (".arrow", ".parquet")
-    if not p.is_dir():
-        return False
-    if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
-        return True
-    files = [c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")]
-    return bool(files) and all(c.suffix in (".arrow", ".parquet") for c in files)
-
-
 def open_hf(path: str | Path | None, split: str = "train", test_split: str | None = None) -> HFSplits:
     """Open a saved dataset / DatasetDict folder, or Arrow/Parquet file(s), from ``path``."""
     if not path:

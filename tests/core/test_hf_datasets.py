@@ -15,7 +15,7 @@ import torch
 datasets = pytest.importorskip("datasets", reason="pip install 'sslkit[hf]'")
 
 from ssl_core.errors import DataError  # noqa: E402
-from ssl_core.hf_data import looks_like_hf_dataset  # noqa: E402
+from ssl_core.files import HF_DATASET  # noqa: E402
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -62,7 +62,8 @@ def test_images_from_a_saved_dataset_dict_keep_pixels_and_labels(image_dict, dig
     assert sample["image"].shape == (1, 16, 16) and sample["image"].dtype == torch.uint8
     want = np.array(table[0]["img"].convert("L"))
     assert torch.equal(sample["image"][0], torch.from_numpy(want)) and sample["label"] == table[0]["digit"]
-    assert looks_like_hf_dataset(image_dict) and not looks_like_hf_dataset(image_dict.parent / "nothing")
+    # the marker file routes a saved dataset folder to the hf_* readers (ssl run --data PATH)
+    assert HF_DATASET.marked(str(image_dict)) and not HF_DATASET.marked(str(image_dict.parent / "nothing"))
 
 
 def test_images_from_parquet_and_arrow_files(image_dict) -> None:
