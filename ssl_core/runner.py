@@ -288,8 +288,10 @@ def _train_and_evaluate(cfg: RunConfig, trainer: Trainer, objective: Objective, 
         metrics["trained"] = evaluate_encoder(trained, data, cfg, registry, out_dir=run_dir,
                                               failures=failures["trained"])
         if random_encoder is not None:
-            metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device), data, cfg, registry,
-                                                 failures=failures["random"])
+            # the trained encoder's layout, so both are evaluated at the same speed
+            layout = torch.channels_last if trainer.channels_last else torch.preserve_format
+            metrics["random"] = evaluate_encoder(random_encoder.to(trainer.device, memory_format=layout), data, cfg,
+                                                 registry, failures=failures["random"])
         write_evaluation(run_dir, metrics, failures)
     log_run_outputs(loggers, run_dir, metrics, result.steps)
     return RunOutcome(run_dir, result, metrics, objective, {k: v for k, v in failures.items() if v})

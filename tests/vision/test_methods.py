@@ -83,3 +83,23 @@ def test_simclr_beats_random_on_fashion_mnist(tmp_path: Path, registry, fashion_
     trained, random = outcome.metrics["trained"], outcome.metrics["random"]
     for probe in ("knn_top1", "linear_top1"):
         assert trained[probe] > random[probe] + 0.05, f"{probe}: trained {trained[probe]:.3f} vs random {random[probe]:.3f}"
+
+
+def test_the_random_encoder_is_evaluated_in_the_trained_encoders_layout(tmp_path: Path, registry,  # type: ignore[no-untyped-def]
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``memory_format: auto`` trains the ResNets channels-last; the random baseline is evaluated
+    in the same layout, so the two evaluations cost the same (the results do not depend on it)."""
+    import ssl_core.runner
+
+    real = ssl_core.runner.evaluate_encoder
+    layouts: list[set[bool]] = []
+
+    def recording(encoder, *args, **kwargs):  # type: ignore[no-untyped-def]
+        layouts.append({m.weight.is_contiguous(memory_format=torch.channels_last) for m in encoder.modules()
+                        if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1 and m.kernel_size != (1, 1)})
+        return real(encoder, *args, **kwargs)
+
+    monkeypatch.setattr(ssl_core.runner, "evaluate_encoder", recording)
+    outcome = _short_run("simclr", tmp_path, registry, ["knn"], **{"train.steps": 2})
+    assert outcome.metrics["random"]["knn_top1"] > 0
+    assert layouts == [{True}, {True}]  # trained, then random
