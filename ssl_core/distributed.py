@@ -4,9 +4,10 @@ means over the global batch."""
 
 from __future__ import annotations
 
+import atexit
 import datetime
-import time
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -50,6 +51,7 @@ def init_from_env(device_type: str) -> torch.device | None:
     use_cuda = device_type == "cuda" and torch.cuda.is_available()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
+        _join(True)
     if use_cuda:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
@@ -110,6 +112,47 @@ def global_mean_share(total: Tensor, count: Tensor) -> Tensor:
     return total / count.clamp_min(1)
 
 
+_GROUP = {"ours": False, "exit_hook": False}
+"""Whether :func:`init_from_env` joined the default group (a group the caller created is theirs
+to leave), and whether the exit hook that leaves it is registered."""
+
+
+def _join(ours: bool) -> None:
+    _GROUP["ours"] = ours
+    if ours and not _GROUP["exit_hook"]:
+        atexit.register(_leave_at_exit)
+        _GROUP["exit_hook"] = True
+
+
+def end_of_run() -> None:
+    """A run every rank finished: wait for all of them (a barrier), so each is past the run's
+    last collective, and stay in the group.
+
+    The group is kept for the next run in the same process (several ``run_experiment`` calls in
+    one torchrun launch): leaving it and joining a new one on the same address at once races
+    between ranks. The group is left when the process exits (:func:`_leave_at_exit`)."""
+    barrier()
+
+
+def forget_group() -> None:
+    """After an error on this rank: leave nothing for the exit hook to do. The other ranks may
+    be waiting in a collective this rank will never join; the launcher stops them."""
+    _GROUP["ours"] = False
+
+
+def _leave_at_exit(settle_s: float = 0.5) -> None:
+    """Leave the group this module joined, at interpreter exit, while Python is still whole.
+
+    Every rank has passed a barrier at the end of its last run (:func:`end_of_run`), so no
+    barrier here: rank 0 may still be evaluating when the others exit. The sleep lets gloo's
+    worker threads drop what they hold from the last collective (see :func:`shutdown`)."""
+    if not (_GROUP["ours"] and dist.is_available() and dist.is_initialized()):
+        return
+    _GROUP["ours"] = False
+    time.sleep(settle_s)
+    dist.destroy_process_group()
+
+
 def shutdown(settle_s: float = 0.5) -> None:
     """Leave the process group so the process can exit without aborting.
 
@@ -125,4 +168,5 @@ def shutdown(settle_s: float = 0.5) -> None:
         return
     barrier()
     time.sleep(settle_s)
+    _GROUP["ours"] = False
     dist.destroy_process_group()

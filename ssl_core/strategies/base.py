@@ -123,12 +123,14 @@ class Strategy(abc.ABC):
         optimizer.load_state_dict(optimizer_state)
 
     def close(self) -> None:
-        """Leave the process group after a run every rank finished (a barrier first)."""
-        D.shutdown()
+        """End a run every rank finished: a barrier. The process group stays joined for the next
+        run in this process and is left at exit (:func:`ssl_core.distributed.end_of_run`)."""
+        D.end_of_run()
 
     def abandon(self) -> None:
-        """Leave after an error on this rank: no barrier, since the other ranks may never reach
-        one. The process is about to exit; the launcher then stops the other ranks."""
+        """After an error on this rank: no barrier, since the other ranks may never reach one, and
+        the group is not left at exit either. The process is about to exit; the launcher then
+        stops the other ranks."""
 
 
 class MultiProcess(Strategy):
@@ -166,4 +168,4 @@ class MultiProcess(Strategy):
         return every
 
     def abandon(self) -> None:
-        pass  # see Strategy.abandon: exiting without a barrier is the point
+        D.forget_group()  # see Strategy.abandon: exiting without a barrier is the point
