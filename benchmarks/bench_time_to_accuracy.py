@@ -26,6 +26,8 @@ is less at the mercy of one noisy probe; and seconds per step. The sides alterna
 sslkit per method). Then the model alone: lightly's plain loop repeated on one fixed batch of
 views augmented beforehand (``--floor-steps``), the fp32 floor of seconds per step on this machine
 for this model and batch; lightly's s/step over it bounds what any data path can gain on lightly.
+``--sslkit-augment KEY=VALUE`` changes sslkit's augmenter only (e.g. ``blur_kernel_frac=0.45``), and
+``--lightly-from JSON`` reuses lightly's curves from an earlier run instead of training them again.
 
     .venv/bin/python benchmarks/bench_time_to_accuracy.py --methods simclr byol --epochs 1
 """
@@ -86,16 +88,29 @@ class Checkpoints:
         print(f"    step {step:4d}  train {self.points[-1]['train_s']:7.1f} s  kNN {acc:.4f}", flush=True)
 
 
-def _config(method: str, epochs: int, threads: int) -> Any:
+def _config(method: str, epochs: int, threads: int, augment: dict[str, Any] | None = None) -> Any:
     return resolve_config(method, overrides={
         "train": {"epochs": epochs, "batch_size": 256, "device": "cpu", "precision": "auto", "num_threads": threads,
                   "checkpoint_every": 0, "health_every": 0, "probe_every": 0, "progress": False},
-        "augmenter_kwargs": {"image_size": 28}})
+        "augmenter_kwargs": {"image_size": 28, **(augment or {})}})
+
+
+def _key_values(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> a dict, each value read as YAML data (``0.45``, ``[0.1, 2.0]``)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--sslkit-augment takes KEY=VALUE pairs (e.g. blur_kernel_frac=0.45), got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def run_sslkit(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
                probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
-    cfg = _config(method, args.epochs, args.threads)
+    cfg = _config(method, args.epochs, args.threads, _key_values(args.sslkit_augment))
     cfg.train.log_every = args.eval_every
     data = build_data(cfg)
     data.train = TensorDictDataset(image=d["train_x"], label=d["train_y"])
@@ -269,6 +284,11 @@ def main() -> None:
                     help="lightly's weights channels-last (its faster setting here, as sslkit's default) or not")
     ap.add_argument("--floor-steps", type=int, default=8,
                     help="steps of the model alone on one fixed batch (the fp32 floor of s/step); 0 skips it")
+    ap.add_argument("--sslkit-augment", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="augmenter_kwargs for sslkit's side only (e.g. blur_kernel_frac=0.45)")
+    ap.add_argument("--lightly-from", metavar="JSON",
+                    help="take lightly's curve for each method from an earlier run's JSON instead of training it again "
+                         "(same initial weights, data and settings; its floor is not re-measured either)")
     ap.add_argument("--smooth", type=int, default=3, help="checkpoints averaged for the smoothed time to accuracy")
     ap.add_argument("--data", default=str(fashion_subset.DEFAULT_DIR))
     ap.add_argument("--out", default="benchmarks/results/time_to_accuracy.json")
@@ -286,10 +306,15 @@ def main() -> None:
         torch.manual_seed(0)
         init = copy.deepcopy(build_encoder(_config(method, 1, args.threads), build_data(_config(method, 1, args.threads))).state_dict())
         res: dict[str, Any] = {}
+        if args.lightly_from:
+            earlier = json.loads(Path(args.lightly_from).read_text())["methods"][method]
+            res["lightly"] = {**earlier["lightly"], "from": args.lightly_from}
         for side, fn in (("lightly", run_lightly), ("sslkit", run_sslkit)):
+            if side in res:
+                continue
             print(f"{method} / {side}", flush=True)
             res[side] = fn(method, d, init, args, probe)
-        if args.floor_steps:
+        if args.floor_steps and not args.lightly_from:
             print(f"{method} / model alone ({args.floor_steps} steps on one fixed batch)", flush=True)
             res["model_floor"] = model_floor(method, d, init, args)
         target = res["lightly"]["points"][-1]["knn"]

@@ -107,6 +107,23 @@ def test_blur_smooths_with_per_sample_sigma() -> None:
     assert torch.equal(gaussian_blur(x, _gen(0), sigma=(1.0, 2.0), p=0.0), x)
 
 
+def test_blur_kernel_frac_sets_how_much_of_a_large_sigma_the_kernel_holds() -> None:
+    """At 28 px SimCLR's kernel of 10% of the side is 3 taps, which holds a sigma of 2 only as a
+    near-box blur; ``blur_kernel_frac`` widens it (0.45 -> 13 taps, +-3 sigma) and the same sigma
+    then smooths more. A kernel is renormalised, so a constant image stays constant."""
+    from ssl_vision.augment import ViewRecipe
+
+    x = torch.rand(16, 1, 28, 28)
+    narrow = gaussian_blur(x, _gen(0), sigma=(2.0, 2.0), p=1.0)
+    wide = gaussian_blur(x, _gen(0), sigma=(2.0, 2.0), p=1.0, kernel_frac=0.45)
+    assert (wide.std(dim=(1, 2, 3)) < 0.8 * narrow.std(dim=(1, 2, 3))).all()
+    flat = torch.full((2, 1, 28, 28), 0.3)
+    assert torch.allclose(gaussian_blur(flat, _gen(0), sigma=(2.0, 2.0), p=1.0, kernel_frac=0.45), flat)
+    views = {frac: ViewRecipe(size=28, hflip_p=0.0, jitter_p=0.0, blur_p=1.0, blur_sigma=(2.0, 2.0),
+                              blur_kernel_frac=frac).apply(x, _gen(0)) for frac in (0.1, 0.45)}
+    assert (views[0.45].std(dim=(1, 2, 3)) < views[0.1].std(dim=(1, 2, 3))).all()  # the recipe passes it on
+
+
 def test_byol_views_are_asymmetric() -> None:
     """View 1 is never solarised, view 2 for about 20% of images (BYOL, Table 6); view 1 is
     always blurred and view 2 rarely."""

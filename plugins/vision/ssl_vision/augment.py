@@ -165,6 +165,7 @@ class ViewRecipe:
     gray_p: float = 0.2
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_frac: float = 0.1
     solarize_p: float = 0.0
 
     def apply(self, x: Tensor, g: torch.Generator) -> Tensor:
@@ -176,7 +177,7 @@ class ViewRecipe:
             gray = _bernoulli(v.shape[0], self.gray_p, g, v.device).view(-1, 1, 1, 1)
             v = torch.where(gray, grayscale(v), v)
         if self.blur_p > 0:
-            v = gaussian_blur(v, g, self.blur_sigma, self.blur_p)
+            v = gaussian_blur(v, g, self.blur_sigma, self.blur_p, self.blur_kernel_frac)
         if self.solarize_p > 0:
             v = solarize(v, g, self.solarize_p)
         return v
