@@ -27,7 +27,8 @@ sslkit per method). Then the model alone: lightly's plain loop repeated on one f
 views augmented beforehand (``--floor-steps``), the fp32 floor of seconds per step on this machine
 for this model and batch; lightly's s/step over it bounds what any data path can gain on lightly.
 ``--sslkit-augment KEY=VALUE`` changes sslkit's augmenter only (e.g. ``blur_kernel_frac=0.45``), and
-``--lightly-from JSON`` reuses lightly's curves from an earlier run instead of training them again.
+``--lightly-from JSON`` reuses lightly's curves from an earlier run instead of training them again,
+and ``--seed`` draws other initial weights, data order and views for both sides.
 
     .venv/bin/python benchmarks/bench_time_to_accuracy.py --methods simclr byol --epochs 1
 """
@@ -112,9 +113,10 @@ def run_sslkit(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Te
                probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
     cfg = _config(method, args.epochs, args.threads, _key_values(args.sslkit_augment))
     cfg.train.log_every = args.eval_every
+    cfg.train.seed = args.seed  # data order and augmentation draws
     data = build_data(cfg)
     data.train = TensorDictDataset(image=d["train_x"], label=d["train_y"])
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     encoder = build_encoder(cfg, data)
     encoder.load_state_dict(init)
     objective = build_objective(cfg, encoder, data)
@@ -155,7 +157,7 @@ class _LightlyMethod:
 
         self.method = method
         self.cfg = cfg = _config(method, args.epochs, args.threads)
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         self.backbone = backbone = build_encoder(cfg, build_data(cfg))
         backbone.load_state_dict(init)
         if args.lightly_memory_format == "channels_last":  # NHWC convolutions, as sslkit's default for ResNets
@@ -223,7 +225,7 @@ def _loader(method: _LightlyMethod, images: torch.Tensor, args: argparse.Namespa
     return torch.utils.data.DataLoader(
         _Views(images, method.transform()), batch_size=method.cfg.train.batch_size, shuffle=True, drop_last=True,
         num_workers=args.lightly_workers, persistent_workers=args.lightly_workers > 0,
-        generator=torch.Generator().manual_seed(0))
+        generator=torch.Generator().manual_seed(args.seed))
 
 
 def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
@@ -289,6 +291,8 @@ def main() -> None:
     ap.add_argument("--lightly-from", metavar="JSON",
                     help="take lightly's curve for each method from an earlier run's JSON instead of training it again "
                          "(same initial weights, data and settings; its floor is not re-measured either)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="initial weights (shared by both sides), heads, data order and augmentation draws")
     ap.add_argument("--smooth", type=int, default=3, help="checkpoints averaged for the smoothed time to accuracy")
     ap.add_argument("--data", default=str(fashion_subset.DEFAULT_DIR))
     ap.add_argument("--out", default="benchmarks/results/time_to_accuracy.json")
@@ -303,7 +307,7 @@ def main() -> None:
     results: dict[str, Any] = {"args": vars(args), "lightly": lightly.__version__, "torch": torch.__version__,
                                "allocator_tuned": tuned, "methods": {}}
     for method in args.methods:
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         init = copy.deepcopy(build_encoder(_config(method, 1, args.threads), build_data(_config(method, 1, args.threads))).state_dict())
         res: dict[str, Any] = {}
         if args.lightly_from:
