@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_timer import StepTimer  # noqa: E402
+from step_timer import timed_trainer  # noqa: E402
 
 METHODS = {"simclr": "vision", "mlm": "text", "wav2vec2": "audio", "clip": "image_text"}
 
@@ -40,22 +40,11 @@ METHODS = {"simclr": "vision", "mlm": "text", "wav2vec2": "audio", "clip": "imag
 def child(method: str, overrides: dict, steps: int, threads: int) -> dict:
     import torch
 
-    from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config
-    from ssl_core.trainer import Trainer
-
     torch.set_num_threads(threads)
     base = {"steps": steps, "epochs": None, "precision": "fp32", "device": "cpu", "num_threads": threads,
             "log_every": 1, "checkpoint_every": 0, "health_every": 0, "probe_every": 0, "progress": False}
-    over = json.loads(json.dumps(overrides))
-    over["train"] = {**base, **over.get("train", {})}
-    cfg = resolve_config(method, overrides=over)
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    objective = build_objective(cfg, build_encoder(cfg, data), data)
-    trainer = Trainer(objective, data, cfg.train)
+    cfg, trainer, timer = timed_trainer(method, overrides, base)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    timer = StepTimer(trainer.device)  # log_every=1: one call per step
-    trainer.callbacks.append(timer)
     trainer.fit()
     step_s = statistics.median(timer.times[2:])
     return {"batch_size": cfg.train.batch_size, "step_s": step_s, "samples_per_s": cfg.train.batch_size / step_s,

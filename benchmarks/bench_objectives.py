@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_timer import StepTimer  # noqa: E402
+from step_timer import timed_trainer  # noqa: E402
 
 OBJECTIVES = ["simclr", "byol", "dino", "mae", "mlm", "clm", "wav2vec2", "hubert", "clip"]
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 70.0}
@@ -74,28 +74,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One objective in this process: time ``warmup + steps`` steps, then count one more."""
     import torch
 
-    from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config
-    from ssl_core.trainer import Trainer
-
     warmup, steps = spec["warmup"], spec["steps"]
     count = spec.get("count_flops", False)
     base = {"steps": warmup + steps + (1 if count else 0), "epochs": None, "device": spec["device"],
             "precision": spec["precision"], "log_every": 1, "checkpoint_every": 0, "health_every": 0,
             "probe_every": 0, "progress": False}
-    over = json.loads(json.dumps(spec["overrides"]))
-    over["train"] = {**base, **over.get("train", {})}
-    cfg = resolve_config(spec["objective"], overrides=over)
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    objective = build_objective(cfg, build_encoder(cfg, data), data)
-    trainer = Trainer(objective, data, cfg.train)
+    cfg, trainer, timer = timed_trainer(spec["objective"], spec["overrides"], base)
     cuda = trainer.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated() if cuda else 0
-    timer = StepTimer(trainer.device)
-    trainer.callbacks.append(timer)
     window = FlopWindow(warmup + steps) if count else None
     if window is not None:
         trainer.callbacks.append(window)

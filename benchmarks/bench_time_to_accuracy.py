@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fashion_subset  # noqa: E402
 
 from ssl_core.allocator import tune_malloc  # noqa: E402
+from ssl_core.config import parse_override  # noqa: E402
 from ssl_core.data import TensorDictDataset  # noqa: E402
 from ssl_core.optim import warmup_cosine  # noqa: E402
 from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config  # noqa: E402
@@ -96,22 +97,9 @@ def _config(method: str, epochs: int, threads: int, augment: dict[str, Any] | No
         "augmenter_kwargs": {"image_size": 28, **(augment or {})}})
 
 
-def _key_values(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> a dict, each value read as YAML data (``0.45``, ``[0.1, 2.0]``)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--sslkit-augment takes KEY=VALUE pairs (e.g. blur_kernel_frac=0.45), got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def run_sslkit(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
                probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
-    cfg = _config(method, args.epochs, args.threads, _key_values(args.sslkit_augment))
+    cfg = _config(method, args.epochs, args.threads, dict(parse_override(kv) for kv in args.sslkit_augment))
     cfg.train.log_every = args.eval_every
     cfg.train.seed = args.seed  # data order and augmentation draws
     data = build_data(cfg)
@@ -153,8 +141,10 @@ class _LightlyMethod:
     def __init__(self, method: str, init: dict[str, torch.Tensor], args: argparse.Namespace) -> None:
         from lightly.loss import NegativeCosineSimilarity, NTXentLoss
         from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
-        from lightly.models.utils import deactivate_requires_grad
+        from lightly.models.utils import deactivate_requires_grad, update_momentum
+        from lightly.utils.scheduler import cosine_schedule
 
+        self.update_momentum, self.cosine_schedule = update_momentum, cosine_schedule
         self.method = method
         self.cfg = cfg = _config(method, args.epochs, args.threads)
         torch.manual_seed(args.seed)
@@ -195,9 +185,6 @@ class _LightlyMethod:
         return BYOLTransform(view_1_transform=v1, view_2_transform=v2)
 
     def step(self, x1: torch.Tensor, x2: torch.Tensor, step: int, total: int) -> None:
-        from lightly.models.utils import update_momentum
-        from lightly.utils.scheduler import cosine_schedule
-
         t = self.cfg.train
         lr = warmup_cosine(step, total, int(round(t.warmup_fraction * total)), t.lr, t.lr * t.min_lr_ratio)
         for g in self.opt.param_groups:
@@ -206,7 +193,7 @@ class _LightlyMethod:
             z = self.head(self.backbone(torch.cat([x1, x2])))
             loss = self.criterion(*z.chunk(2))
         else:
-            m = cosine_schedule(step, total, self.kw.get("base_momentum", 0.996), self.kw.get("final_momentum", 1.0))
+            m = self.cosine_schedule(step, total, self.kw.get("base_momentum", 0.996), self.kw.get("final_momentum", 1.0))
             p = self.predictor(self.head(self.backbone(torch.cat([x1, x2]))))
             with torch.no_grad():
                 tz = self.target_head(self.target_backbone(torch.cat([x1, x2]))).detach()
@@ -217,21 +204,20 @@ class _LightlyMethod:
         loss.backward()
         self.opt.step()
         if self.method == "byol":
-            update_momentum(self.backbone, self.target_backbone, m)
-            update_momentum(self.head, self.target_head, m)
+            self.update_momentum(self.backbone, self.target_backbone, m)
+            self.update_momentum(self.head, self.target_head, m)
 
 
-def _loader(method: _LightlyMethod, images: torch.Tensor, args: argparse.Namespace) -> torch.utils.data.DataLoader:
+def _loader(method: _LightlyMethod, images: torch.Tensor, workers: int, seed: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         _Views(images, method.transform()), batch_size=method.cfg.train.batch_size, shuffle=True, drop_last=True,
-        num_workers=args.lightly_workers, persistent_workers=args.lightly_workers > 0,
-        generator=torch.Generator().manual_seed(args.seed))
+        num_workers=workers, persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
 def run_lightly(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.Tensor], args: argparse.Namespace,
                 probe: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
     m = _LightlyMethod(method, init, args)
-    loader = _loader(m, d["train_x"], args)
+    loader = _loader(m, d["train_x"], args.lightly_workers, args.seed)
     total = len(loader) * args.epochs
     marks = Checkpoints(args.eval_every, total, lambda: probe(m.backbone))
     step, t0 = 0, time.perf_counter()
@@ -251,7 +237,7 @@ def model_floor(method: str, d: dict[str, torch.Tensor], init: dict[str, torch.T
     Neither side can step faster than this in fp32; lightly's s/step over it is the most any
     data path could gain against lightly on this machine."""
     m = _LightlyMethod(method, init, args)
-    x1, x2 = next(iter(_loader(m, d["train_x"], argparse.Namespace(**{**vars(args), "lightly_workers": 0}))))
+    x1, x2 = next(iter(_loader(m, d["train_x"], workers=0, seed=args.seed)))
     times = []
     for i in range(args.floor_steps + 2):  # the first two steps warm up oneDNN's primitive caches
         t0 = time.perf_counter()

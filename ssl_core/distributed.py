@@ -51,7 +51,7 @@ def init_from_env(device_type: str) -> torch.device | None:
     use_cuda = device_type == "cuda" and torch.cuda.is_available()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
-        _join(True)
+        _mark_joined()
     if use_cuda:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
@@ -112,16 +112,16 @@ def global_mean_share(total: Tensor, count: Tensor) -> Tensor:
     return total / count.clamp_min(1)
 
 
-_GROUP = {"ours": False, "exit_hook": False}
-"""Whether :func:`init_from_env` joined the default group (a group the caller created is theirs
-to leave), and whether the exit hook that leaves it is registered."""
+_joined_here = False
+"""Whether :func:`init_from_env` joined the default group: a group the caller created is theirs
+to leave."""
 
 
-def _join(ours: bool) -> None:
-    _GROUP["ours"] = ours
-    if ours and not _GROUP["exit_hook"]:
-        atexit.register(_leave_at_exit)
-        _GROUP["exit_hook"] = True
+def _mark_joined() -> None:
+    global _joined_here
+    _joined_here = True
+    atexit.unregister(_leave_at_exit)  # one registration, however often a group is joined
+    atexit.register(_leave_at_exit)
 
 
 def end_of_run() -> None:
@@ -137,7 +137,8 @@ def end_of_run() -> None:
 def forget_group() -> None:
     """After an error on this rank: leave nothing for the exit hook to do. The other ranks may
     be waiting in a collective this rank will never join; the launcher stops them."""
-    _GROUP["ours"] = False
+    global _joined_here
+    _joined_here = False
 
 
 def _leave_at_exit(settle_s: float = 0.5) -> None:
@@ -146,9 +147,10 @@ def _leave_at_exit(settle_s: float = 0.5) -> None:
     Every rank has passed a barrier at the end of its last run (:func:`end_of_run`), so no
     barrier here: rank 0 may still be evaluating when the others exit. The sleep lets gloo's
     worker threads drop what they hold from the last collective (see :func:`shutdown`)."""
-    if not (_GROUP["ours"] and dist.is_available() and dist.is_initialized()):
+    global _joined_here
+    if not (_joined_here and dist.is_available() and dist.is_initialized()):
         return
-    _GROUP["ours"] = False
+    _joined_here = False
     time.sleep(settle_s)
     dist.destroy_process_group()
 
@@ -166,7 +168,8 @@ def shutdown(settle_s: float = 0.5) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
+    global _joined_here
     barrier()
     time.sleep(settle_s)
-    _GROUP["ours"] = False
+    _joined_here = False
     dist.destroy_process_group()

@@ -21,21 +21,21 @@ def test_the_core_leaves_the_group_it_joined_and_no_other(monkeypatch: pytest.Mo
                                                        rank=0, world_size=1, timeout=timeout)
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun; the group itself has one rank
-    monkeypatch.setattr(D, "_GROUP", {"ours": False, "exit_hook": True})  # no exit hook in the test process
+    monkeypatch.setattr(D, "_joined_here", False)  # restored after the test, so the exit hook is a no-op
     try:
         monkeypatch.setattr(dist, "init_process_group", one_rank("joined"))
         D.init_from_env("cpu")
-        assert dist.is_initialized() and D._GROUP["ours"]
+        assert dist.is_initialized() and D._joined_here
         D.end_of_run()  # what Strategy.close does after a run
         assert dist.is_initialized()
         D.init_from_env("cpu")  # the next run in the same process joins nothing new
-        assert D._GROUP["ours"]
+        assert D._joined_here
         D._leave_at_exit(settle_s=0.0)
-        assert not dist.is_initialized() and not D._GROUP["ours"]
+        assert not dist.is_initialized() and not D._joined_here
 
         one_rank("callers")("gloo")  # the caller's own group
         D.init_from_env("cpu")
-        assert not D._GROUP["ours"]
+        assert not D._joined_here
         D.end_of_run()
         D._leave_at_exit(settle_s=0.0)
         assert dist.is_initialized(), "the core destroyed a process group the caller created"
