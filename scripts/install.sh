@@ -73,6 +73,21 @@ if [ "${1:-}" = "--data" ]; then
     install_debian_data "${DEBIAN_DATA_PACKAGES[@]}"
     exit 0
 fi
+# A first install unpacks ~6 GB into .venv (torch's CUDA build) and stages ~2 GB of wheels in
+# the temporary folder. Warn before starting rather than fail half-way with pip's bare
+# "No space left on device".
+warn_if_low_disk() {
+    local need_gb=$1 where=$2 free_kb
+    free_kb=$(df -Pk "$where" 2>/dev/null | awk 'NR==2 {print $4}')
+    if [ -n "$free_kb" ] && [ "$free_kb" -lt $((need_gb * 1024 * 1024)) ]; then
+        echo "Warning: $(( free_kb / 1024 / 1024 )) GB free on the disk holding $where; a first install needs about ${need_gb} GB there." >&2
+        echo "  If pip stops with 'No space left on device', free space there, or point TMPDIR at a disk with room." >&2
+    fi
+}
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    warn_if_low_disk 6 .
+    warn_if_low_disk 2 "${TMPDIR:-/tmp}"
+fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi

@@ -32,7 +32,6 @@ def speech_folder(tiny_words, tmp_path_factory) -> Path:
     """Class sub-folders of real speech in mixed formats: wav and flac, mono and stereo, at
     8, 22.05, 44.1 and 48 kHz, plus one corrupt file."""
     import soundfile as sf
-    import torch
 
     from ssl_audio.data import resample
 

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import ssl_core.equivalence
 from ssl_core.equivalence import EquivalenceCase, EquivalenceResult, run_equivalence
@@ -85,3 +86,42 @@ def test_the_check_fails_a_mean_over_the_local_batch(results: dict[str, Equivale
     [(cases, nproc)] = asked
     assert nproc == 2 and [(c.name, dict(c.overrides), c.batch_size, c.trainer_steps) for c in cases] == [
         ("toy_masked", LOCAL_MEAN, 8, 0)]
+
+
+def test_gradient_floor_passes_rounding_noise_and_fails_real_differences() -> None:
+    """The gradient floor lets a gradient that is zero in exact arithmetic (a conv bias before
+    BatchNorm: pure rounding noise, measured 1e-7 to 3e-7 of the whole gradient on the example
+    time-series CNN) differ freely, while a 1% error on a large parameter and a wrong gradient on
+    a parameter holding 0.1% of the whole gradient still fail. The state floor, 50x smaller,
+    would have refused the noise."""
+    from ssl_core.equivalence import GRAD_FLOOR, GRAD_RTOL, RELATIVE_FLOOR, _relative_errors
+
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(64, 32, generator=gen)  # carries nearly all of |G|
+    whole = float(weight.norm())
+
+    def noise(n: int, scale: float) -> torch.Tensor:
+        v = torch.randn(n, generator=gen)
+        return v / v.norm() * scale * whole
+
+    bias_one, bias_many = noise(64, 1e-7), noise(64, 3e-7)  # rounding noise on both sides
+    small = noise(16, 1e-3)  # a real parameter with a small gradient
+
+    def worst(ref: dict, got: dict, floor: float) -> tuple[float, str]:
+        r = EquivalenceResult("case", 2)
+        out = _relative_errors(ref, got, r, "gradient", floor)
+        assert r.mismatched == []
+        return out
+
+    ref = {"conv.weight": weight, "conv.bias": bias_one, "head.bias": small}
+    err, _ = worst(ref, {"conv.weight": weight.clone(), "conv.bias": bias_many, "head.bias": small.clone()}, GRAD_FLOOR)
+    assert err <= GRAD_RTOL
+    err, where = worst(ref, {"conv.weight": weight.clone(), "conv.bias": bias_many, "head.bias": small.clone()},
+                       RELATIVE_FLOOR)
+    assert err > GRAD_RTOL and where == "conv.bias"
+    err, where = worst(ref, {"conv.weight": weight * 1.01, "conv.bias": bias_one.clone(), "head.bias": small.clone()},
+                       GRAD_FLOOR)
+    assert err > GRAD_RTOL and where == "conv.weight"
+    err, where = worst(ref, {"conv.weight": weight.clone(), "conv.bias": bias_one.clone(), "head.bias": -small},
+                       GRAD_FLOOR)
+    assert err > GRAD_RTOL and where == "head.bias"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from ssl_core.resolve import resolve_config
 from ssl_core.runner import build_data, run_experiment
 from ssl_core.testing import (
     AUGMENTER_CONTRACTS, ENCODER_CONTRACTS, OBJECTIVE_CONTRACTS, check_augmenter_contract, check_dataset,
-    check_encoder_contract, check_evaluator, check_objective_contract,
+    check_distributed_equivalence, check_encoder_contract, check_evaluator, check_objective_contract,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -45,6 +46,13 @@ def test_encoder_conforms(registry: Registry, contract: str) -> None:
 @pytest.mark.parametrize("contract", AUGMENTER_CONTRACTS)
 def test_augmenter_conforms(registry: Registry, contract: str) -> None:
     check_augmenter_contract("jitter_scale", contract, overrides=TINY, registry=registry)
+
+
+def test_two_processes_take_the_steps_of_one() -> None:
+    if not any(ep.name == "timeseries" for ep in entry_points(group="ssl_core.plugins")):
+        pytest.skip("pip install -e examples/sslkit-timeseries: the check starts fresh processes, which find "
+                    "plugins through their entry points")
+    check_distributed_equivalence("series_contrastive", TINY)
 
 
 def test_dataset_and_probes_conform(registry: Registry) -> None:

@@ -48,7 +48,6 @@ def load_generator(run_dir: str | Path, device: str = "auto") -> tuple[Any, Any]
     The tokenizer comes from ``RUN_DIR/tokenizer.json`` (saved at the end of training); the
     encoder from ``RUN_DIR/encoder.pt`` and the run's config.
     """
-    import torch
     from tokenizers import Tokenizer
 
     from ssl_core.registry import get_registry

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ssl_core.errors import DataError
+
+if TYPE_CHECKING:  # imported lazily at run time: `tokenizers` loads only when text is used
+    from tokenizers import Tokenizer
 
 PAD, EOS, CLS, SEP, MASK = "<pad>", "<eos>", "<cls>", "<sep>", "<mask>"
 SPECIAL_TOKENS = (PAD, EOS, CLS, SEP, MASK)
@@ -36,7 +39,7 @@ class SpecialIds:
         return sorted({self.pad, self.eos, self.cls, self.sep, self.mask})
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> "Tokenizer":  # noqa: F821
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> "Tokenizer":
     """Train a byte-level BPE tokenizer on an iterator of texts (streamed, never all in memory)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -57,7 +60,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency:
     return tok
 
 
-def load_tokenizer(path: str | Path) -> "Tokenizer":  # noqa: F821
+def load_tokenizer(path: str | Path) -> "Tokenizer":
     """Load a ``tokenizer.json`` (from ``tokenizers``/Hugging Face) and add missing special tokens."""
     from tokenizers import Tokenizer
 
@@ -78,7 +81,7 @@ def load_tokenizer(path: str | Path) -> "Tokenizer":  # noqa: F821
     return tok
 
 
-def special_ids(tok: "Tokenizer") -> SpecialIds:  # noqa: F821
+def special_ids(tok: "Tokenizer") -> SpecialIds:
     """The ids of ``<pad> <eos> <cls> <sep> <mask>`` in ``tok``."""
     ids = [tok.token_to_id(t) for t in SPECIAL_TOKENS]
     if any(i is None for i in ids):
@@ -86,12 +89,12 @@ def special_ids(tok: "Tokenizer") -> SpecialIds:  # noqa: F821
     return SpecialIds(*ids)  # type: ignore[arg-type]
 
 
-def tokenizer_fingerprint(tok: "Tokenizer") -> str:  # noqa: F821
+def tokenizer_fingerprint(tok: "Tokenizer") -> str:
     """A short hash of the tokenizer's full JSON (vocabulary, merges, settings)."""
     return hashlib.sha256(tok.to_str().encode("utf-8")).hexdigest()[:16]
 
 
-def encode_batches(tok: "Tokenizer", texts: Iterable[str], batch: int = 256) -> Iterator[list[int]]:  # noqa: F821
+def encode_batches(tok: "Tokenizer", texts: Iterable[str], batch: int = 256) -> Iterator[list[int]]:
     """Token ids of each text, encoded ``batch`` texts at a time (parallel in the Rust core)."""
     buf: list[str] = []
     for t in texts:
