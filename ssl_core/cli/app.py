@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
+from typing import Callable
 
 import typer
 
@@ -18,14 +20,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("run")(run_cmd.run)
-app.command("list")(list_cmd.list_components)
-app.command("info")(info_cmd.info)
-app.command("eval")(eval_cmd.evaluate)
-app.command("report")(report_cmd.report)
-app.command("compare")(report_cmd.compare)
-app.command("generate")(generate_cmd.generate)
-app.command("export")(export_cmd.export)
+
+
+def reflowed_help(command: Callable[..., object]) -> str:
+    """A command's docstring as help text: paragraphs kept, the line breaks inside each joined.
+
+    Typer's rich help keeps a docstring's line breaks, so text wrapped at 100 columns in the
+    source came out ragged in an 80-column terminal; joined, the terminal wraps it once.
+    """
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+for _name, _command in [("run", run_cmd.run), ("list", list_cmd.list_components), ("info", info_cmd.info),
+                        ("eval", eval_cmd.evaluate), ("report", report_cmd.report), ("compare", report_cmd.compare),
+                        ("generate", generate_cmd.generate), ("export", export_cmd.export)]:
+    app.command(_name, help=reflowed_help(_command))(_command)
 
 
 def main() -> None:

@@ -102,6 +102,27 @@ def test_help_explains_commands(ssl_cli) -> None:  # type: ignore[no-untyped-def
     assert all(m in " ".join(run_help.split()) for m in ("installed:", "vision", "audio", "text", "toy"))
 
 
+def test_help_text_is_wrapped_by_the_terminal_not_the_source() -> None:
+    """Each command's help keeps its paragraphs, but not the line breaks of the docstring (which
+    is wrapped at 100 columns in the source): rendered wide, a sentence that spans two source
+    lines comes out on one."""
+    from typer.testing import CliRunner
+
+    from ssl_core.cli import app
+    from ssl_core.cli.app import reflowed_help
+    from ssl_core.cli.run_cmd import run
+
+    for command in app.registered_commands:
+        for paragraph in command.help.split("\n\n"):
+            assert paragraph and "\n" not in paragraph, (command.name, paragraph)
+    assert "one folder: a folder" in run.__doc__.replace("\n", " ") and len(reflowed_help(run).split("\n\n")) == 2
+    res = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    assert res.exit_code == 0, res.output
+    assert "sized to finish in minutes on a CPU. The run directory receives config.yaml" in res.output
+    res = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    assert "failed to load or were disabled by a name clash" in res.output
+
+
 def test_failed_torchrun_launch_exits_non_zero(tmp_path: Path) -> None:
     """`--nproc-per-node` re-launches under torchrun; a rank's failure must reach the caller."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
