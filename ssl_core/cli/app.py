@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from typing import Callable
@@ -57,13 +58,11 @@ def main() -> None:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
     except Exception as exc:  # an interrupted run, or click usage errors
-        import click
-
         if _is_interruption(exc):
             typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, _usage_error_types()):
+            exc.show()  # "Usage: ..." and "Error: No such option: --x", as typer prints them
             sys.exit(exc.exit_code)
         raise
     except BaseException as exc:  # a second stop signal: TrainingAborted is not an Exception
@@ -72,6 +71,19 @@ def main() -> None:
             typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
             sys.exit(exc.exit_code)
         raise
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """The exception classes of command-line usage errors (unknown option, extra argument, bad
+    value). Recent typer releases carry their own copy of click (``typer._click``) and do not
+    install click; older ones raise click's own classes. Both are checked, whichever is present."""
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 def _is_interruption(exc: BaseException) -> bool:

@@ -25,7 +25,7 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same text)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
 ) -> None:
-    """Continue PROMPT with text sampled from the language model trained in RUN_DIR."""
+    """Continue --prompt with text sampled from the language model trained in RUN_DIR."""
     from ssl_core.errors import ConfigError, DataError
     from ssl_core.registry import get_registry
     from ssl_core.runner import CONFIG_FILE, ENCODER_FILE, load_encoder_file

@@ -102,6 +102,18 @@ def test_help_explains_commands(ssl_cli) -> None:  # type: ignore[no-untyped-def
     assert all(m in " ".join(run_help.split()) for m in ("installed:", "vision", "audio", "text", "toy"))
 
 
+def test_usage_errors_print_a_message_not_a_traceback(ssl_cli) -> None:  # type: ignore[no-untyped-def]
+    """An unknown option, an extra argument or a bad value prints typer's usage message and exits
+    with status 2, whichever copy of click typer raises it from."""
+    for args, says in [(("run", "--no-such-flag"), "No such option: --no-such-flag"),
+                       (("generate", "some_dir", "hello"), "unexpected extra argument"),
+                       (("run", "-o", "toy_align", "--steps", "abc"), "Invalid value for '--steps'")]:
+        res = ssl_cli(*args)
+        assert res.returncode == 2, (args, res)
+        assert says in res.stderr and "Traceback" not in res.stderr + res.stdout, (args, res.stderr)
+        assert f"{args[0]} --help' for help." in res.stderr  # the program name depends on how Python started
+
+
 def test_help_text_is_wrapped_by_the_terminal_not_the_source() -> None:
     """Each command's help keeps its paragraphs, but not the line breaks of the docstring (which
     is wrapped at 100 columns in the source): rendered wide, a sentence that spans two source
