@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_timer import StepTimer  # noqa: E402
+from step_timer import timed_trainer  # noqa: E402
 
 VARIANTS = ("contiguous", "channels_last", "compile")
 
@@ -40,25 +40,16 @@ VARIANTS = ("contiguous", "channels_last", "compile")
 def child(method: str, variant: str, steps: int, threads: int) -> dict:
     import torch
 
-    from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config
-    from ssl_core.trainer import Trainer
+    from ssl_core.runner import resolve_config
 
     torch.set_num_threads(threads)
-    cfg = resolve_config(method, overrides={
-        "train": {"steps": steps, "epochs": None, "precision": "fp32", "device": "cpu", "num_threads": threads,
-                  "log_every": 1, "checkpoint_every": 0, "health_every": 0, "probe_every": 0, "progress": False,
-                  "compile": variant == "compile",
-                  "memory_format": "contiguous" if variant == "contiguous" else "channels_last"}})
+    cfg, trainer, timer = timed_trainer(method, {}, {
+        "steps": steps, "epochs": None, "precision": "fp32", "device": "cpu", "num_threads": threads,
+        "log_every": 1, "checkpoint_every": 0, "health_every": 0, "probe_every": 0, "progress": False,
+        "compile": variant == "compile", "memory_format": "contiguous" if variant == "contiguous" else "channels_last"})
     recipe = resolve_config(method)
-    data = build_data(cfg)
     planned = (recipe.train.steps if recipe.train.steps is not None  # the default run's length
-               else recipe.train.epochs * (len(data.train) // recipe.train.batch_size))
-    torch.manual_seed(0)
-    encoder = build_encoder(cfg, data)
-    objective = build_objective(cfg, encoder, data)
-    trainer = Trainer(objective, data, cfg.train)
-    timer = StepTimer(trainer.device)  # log_every=1: one call per step
-    trainer.callbacks.append(timer)
+               else recipe.train.epochs * (len(trainer.data.train) // recipe.train.batch_size))
     result = trainer.fit()
     times = timer.times
     return {"variant": variant, "step_s": times, "first_s": times[0], "steady_s": statistics.median(times[2:]),

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from step_timer import StepTimer
+from step_timer import timed_trainer
 
 
 def _local_bytes(t: torch.Tensor | None) -> int:
@@ -37,22 +37,12 @@ def _local_bytes(t: torch.Tensor | None) -> int:
 def worker(args: argparse.Namespace) -> None:
     """One rank's run (called under torchrun)."""
     from ssl_core import distributed as D
-    from ssl_core.runner import build_data, build_encoder, build_objective, resolve_config
-    from ssl_core.trainer import Trainer
 
-    overrides: dict = {"train": {"steps": args.steps, "batch_size": args.batch_size, "progress": False, "log_every": 1,
-                                 "health_every": 0, "checkpoint_every": 0, "strategy": args.strategy,
-                                 "num_threads": 1}}
-    if args.encoder:
-        overrides["encoder"] = args.encoder
-        overrides["encoder_kwargs"] = json.loads(args.encoder_kwargs)
-    cfg = resolve_config(args.objective, overrides=overrides)
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    objective = build_objective(cfg, build_encoder(cfg, data), data)
-    trainer = Trainer(objective, data, cfg.train)
-    timer = StepTimer(trainer.device)
-    trainer.callbacks.append(timer)
+    train = {"steps": args.steps, "batch_size": args.batch_size, "progress": False, "log_every": 1,
+             "health_every": 0, "checkpoint_every": 0, "strategy": args.strategy, "num_threads": 1}
+    overrides = {"encoder": args.encoder, "encoder_kwargs": json.loads(args.encoder_kwargs)} if args.encoder else {}
+    cfg, trainer, timer = timed_trainer(args.objective, overrides, train)
+    objective = trainer.objective
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.fit()
