@@ -63,6 +63,7 @@ from ssl_core.interfaces import DataModule, Objective, StepInfo
 from ssl_core.loggers import Logger, LoggerGroup
 from ssl_core.loggers.jsonl import JSONLLogger
 from ssl_core.prefetch import DevicePrefetcher
+from ssl_core.progress import TrainProgress
 from ssl_core.optim import apply_schedules, build_optimizer, skips_on_device
 from ssl_core.randomness import BatchShard, StepGenerator
 from ssl_core.strategies import Strategy, make_strategy
@@ -566,8 +567,6 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train to ``total_steps``; with ``resume=True`` continue from the last checkpoint."""
-        from tqdm.auto import tqdm
-
         owned = self.loggers is None
         if not self.is_main:
             metrics = LoggerGroup()
@@ -582,8 +581,7 @@ class Trainer:
         start_step, t_start = self.step, time.perf_counter()
         t_log, samples_since_log = t_start, 0
         last_loss = math.nan
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not (self.cfg.progress and self.is_main),
-                   dynamic_ncols=True, desc="train")
+        bar = TrainProgress(self.total_steps, self.step, enabled=self.cfg.progress and self.is_main)
         self.objective.train()
         try:
             with _StopRequest() as stop:
@@ -606,7 +604,7 @@ class Trainer:
                         history.append(record)
                         for cb in self.callbacks:
                             cb(record)
-                        bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
+                        bar.logged(self.step, loss, record["samples_per_s"], record["time_s"])
                         t_log, samples_since_log = now, 0
                     if self._due(self.cfg.checkpoint_every) or done or stop_everywhere:
                         self.save_checkpoint()
