@@ -18,6 +18,7 @@ import yaml
 
 from ssl_core.checkpoint import atomic_write_text
 from ssl_core.errors import DataError
+from ssl_core.jsonio import loads_metrics
 
 REPORT_DIR = "report"
 STEP_LABEL = "optimiser step"
@@ -46,7 +47,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(json.loads(line))
+            records.append(loads_metrics(line))
         except json.JSONDecodeError:
             continue
     return records
@@ -214,7 +215,7 @@ def write_report(run_dir: str | Path) -> Path:
     metrics: dict[str, dict[str, float]] = {}
     eval_path = run_dir / "eval.json"
     if eval_path.exists():
-        metrics = json.loads(eval_path.read_text())
+        metrics = loads_metrics(eval_path.read_text())
         headers, rows, classes = evaluation_rows(metrics)
         parts.append("<h2>Evaluation</h2>" + _table(headers, rows, classes))
         if any(classes):
@@ -265,7 +266,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
                            "samples_per_s": sum(speeds) / len(speeds) if speeds else float("nan")}
     eval_path = run_dir / "eval.json"
     if eval_path.exists():
-        row.update(json.loads(eval_path.read_text()).get("trained", {}))
+        row.update(loads_metrics(eval_path.read_text()).get("trained", {}))
     return row
 
 

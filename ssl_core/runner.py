@@ -25,6 +25,7 @@ from ssl_core.config import RunConfig, from_dict, resolve_probe_every, save_yaml
 from ssl_core.errors import ConfigError, DataError, SSLKitError
 from ssl_core.evaluators.features import shared_features
 from ssl_core.interfaces import DataModule, Encoder, Evaluator, Objective
+from ssl_core.jsonio import dumps_metrics
 from ssl_core.loggers import LoggerGroup
 from ssl_core.loggers.run import log_run_outputs, open_loggers
 from ssl_core.registry import Registry, article, get_registry
@@ -169,7 +170,7 @@ def write_evaluation(run_dir: Path, metrics: Mapping[str, Mapping[str, float]],
     """Write ``eval.json`` (metrics) and, when an evaluator failed, ``eval_errors.json``
     (encoder -> evaluator -> error and traceback); a stale error file from an earlier
     evaluation is removed."""
-    atomic_write_text(run_dir / EVAL_FILE, json.dumps(metrics, indent=2))
+    atomic_write_text(run_dir / EVAL_FILE, dumps_metrics(metrics, indent=2))
     errors = {k: dict(v) for k, v in (failures or {}).items() if v}
     if errors:
         atomic_write_text(run_dir / EVAL_ERRORS_FILE, json.dumps(errors, indent=2))

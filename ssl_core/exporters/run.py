@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ssl_core.errors import ConfigError
 from ssl_core.exporters import ExportContext
+from ssl_core.jsonio import loads_metrics
 from ssl_core.registry import Registry, get_registry
 
 EXPORT_DIR = "export"
@@ -25,7 +25,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None,
     reason = exporter.supports(encoder)
     if reason:
         raise ConfigError(f"Format '{fmt}' cannot export {run_dir} (encoder '{cfg.encoder}'): {reason}")
-    results = json.loads((run_dir / EVAL_FILE).read_text()) if (run_dir / EVAL_FILE).exists() else {}
+    results = loads_metrics((run_dir / EVAL_FILE).read_text()) if (run_dir / EVAL_FILE).exists() else {}
     target = Path(out) if out is not None else run_dir / EXPORT_DIR / fmt
     ctx = ExportContext(run_dir=run_dir, config=cfg.to_dict(), data=data, results=results)
     return exporter.export(encoder.eval(), target, ctx)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from ssl_core.jsonio import dumps_metrics
 from ssl_core.loggers import Logger
 
 METRICS_FILE = "metrics.jsonl"
@@ -45,7 +46,7 @@ class JSONLLogger(Logger):
 
     def log_metrics(self, record: Mapping[str, Any]) -> None:
         if self._fh is not None:
-            self._fh.write(json.dumps(dict(record)) + "\n")
+            self._fh.write(dumps_metrics(dict(record)) + "\n")
             self._fh.flush()
 
     def close(self, status: str = "finished") -> None:

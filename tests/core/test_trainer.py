@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,14 @@ def test_nan_step_is_skipped_and_reported(tmp_path: Path) -> None:
     assert records[4].get("skipped") == 1.0  # step index 3 is the 4th step
     assert all(torch.isfinite(v).all() for v in obj.state_dict().values() if v.is_floating_point())
     assert any(not torch.equal(before[k], v) for k, v in obj.state_dict().items())
+    # metrics.jsonl stays standard JSON: the skipped step's NaN loss is written as null
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    strict = [json.loads(line, parse_constant=lambda token: pytest.fail(f"bare {token} in metrics.jsonl")) for line in lines]
+    assert [r["loss"] for r in strict if r["step"] == 4] == [None]
+    from ssl_core.report import read_metrics
+
+    loss = {r["step"]: r["loss"] for r in read_metrics(tmp_path)}
+    assert math.isnan(loss[4]) and math.isfinite(loss[5])
 
 
 def test_nan_policy_stop_keeps_last_good_checkpoint(tmp_path: Path) -> None:
