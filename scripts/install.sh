@@ -78,7 +78,7 @@ fi
 # "No space left on device".
 warn_if_low_disk() {
     local need_gb=$1 where=$2 free_kb
-    free_kb=$(df -Pk "$where" 2>/dev/null | awk 'NR==2 {print $4}')
+    free_kb=$(df -Pk "$where" 2>/dev/null | awk 'NR==2 {print $4}') || true  # no df, or no such folder: no warning
     if [ -n "$free_kb" ] && [ "$free_kb" -lt $((need_gb * 1024 * 1024)) ]; then
         echo "Warning: $(( free_kb / 1024 / 1024 )) GB free on the disk holding $where; a first install needs about ${need_gb} GB there." >&2
         echo "  If pip stops with 'No space left on device', free space there, or point TMPDIR at a disk with room." >&2

@@ -95,3 +95,28 @@ def test_already_installed_does_nothing(tmp_path: Path) -> None:
     res = _run(bin_dir)
     assert res.returncode == 0 and "already installed" in res.stdout
     assert not [c for c in _calls(tmp_path) if c.startswith("apt-get")]
+
+
+def _low_disk_warning(where: str, need_gb: int) -> subprocess.CompletedProcess:
+    """scripts/install.sh's warn_if_low_disk alone, under the script's own `set -euo pipefail`."""
+    body = SCRIPT.read_text()
+    function = body[body.index("warn_if_low_disk() {"):]
+    function = function[:function.index("\n}\n") + 3]
+    script = f"set -euo pipefail\n{function}warn_if_low_disk {need_gb} {where}\necho carried-on\n"
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+
+
+def test_low_disk_warns_and_the_install_carries_on(tmp_path: Path) -> None:
+    res = _low_disk_warning(str(tmp_path), 10**7)  # 10 PB: more than any disk has free
+    assert res.returncode == 0 and res.stdout.strip() == "carried-on"
+    assert "GB free on the disk holding" in res.stderr and "about 10000000 GB" in res.stderr
+    assert "No space left on device" in res.stderr and "TMPDIR" in res.stderr
+    res = _low_disk_warning(str(tmp_path), 0)
+    assert res.returncode == 0 and res.stderr == ""
+
+
+def test_a_missing_folder_gives_no_warning_and_does_not_stop_the_install(tmp_path: Path) -> None:
+    """TMPDIR pointing at a folder that does not exist: df fails, which under pipefail used to
+    end the whole install silently."""
+    res = _low_disk_warning(str(tmp_path / "no" / "such" / "dir"), 6)
+    assert res.returncode == 0 and res.stdout.strip() == "carried-on" and res.stderr == ""
