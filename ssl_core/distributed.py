@@ -147,12 +147,8 @@ def _leave_at_exit(settle_s: float = 0.5) -> None:
     Every rank has passed a barrier at the end of its last run (:func:`end_of_run`), so no
     barrier here: rank 0 may still be evaluating when the others exit. The sleep lets gloo's
     worker threads drop what they hold from the last collective (see :func:`shutdown`)."""
-    global _joined_here
-    if not (_joined_here and dist.is_available() and dist.is_initialized()):
-        return
-    _joined_here = False
-    time.sleep(settle_s)
-    dist.destroy_process_group()
+    if _joined_here and dist.is_available() and dist.is_initialized():
+        _leave(settle_s)
 
 
 def shutdown(settle_s: float = 0.5) -> None:
@@ -168,8 +164,14 @@ def shutdown(settle_s: float = 0.5) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    global _joined_here
     barrier()
-    time.sleep(settle_s)
+    _leave(settle_s)
+
+
+def _leave(settle_s: float) -> None:
+    """Destroy the group after ``settle_s`` seconds without the GIL (see :func:`shutdown`), and
+    leave nothing for the exit hook."""
+    global _joined_here
     _joined_here = False
+    time.sleep(settle_s)
     dist.destroy_process_group()
